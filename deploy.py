@@ -1,0 +1,10 @@
+"""What pyinfra runs: ``pyinfra inventories/lab.py deploy.py``.
+
+Every host's settings are checked first (nothing runs anywhere if one is bad); then each host is
+judged (preflight), given uv and the pinned vLLM, the model weights, a firewall that opens the
+serving port only to the allowed sources, a systemd unit, and a verified endpoint.
+"""
+
+from deploy.run import deploy_this_host
+
+deploy_this_host()

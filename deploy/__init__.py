@@ -1,0 +1,1 @@
+"""Provision hosts to serve gpt-oss with vLLM: one module per concern, run by ``deploy.py``."""

@@ -1,0 +1,118 @@
+"""Checks of a running vLLM endpoint, run ON the host with the server's own venv Python.
+
+Uploaded by the deploy to ``<install_dir>/bin/endpoint_check.py``; it needs only the standard
+library and ``requests`` (a dependency of vLLM, so it is in the venv).
+
+- ``ready URL TIMEOUT [PID]``: wait until ``GET /health`` answers 200 (the unit's ``ExecStartPost``,
+  so systemd calls the service started only once the weights are loaded); give up at once when
+  the server process PID dies.
+- ``verify CONFIG_JSON``: wait for ``/health``; ``GET /v1/models`` with the key lists the model;
+  ``POST /v1/chat/completions`` with the key gives 200 and well-formed choices; without the key
+  gives 401. The key is read from the unit's environment file, never from the command line. On
+  failure it prints the tail of the unit's journal and exits 1. On success it prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import requests
+
+
+def read_env_file(path: str) -> dict[str, str]:
+    """The KEY=value lines of a systemd environment file."""
+    env = {}
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line and not line.startswith("#") and "=" in line:
+                key, value = line.split("=", 1)
+                env[key.strip()] = value.strip()
+    return env
+
+
+def wait_ready(url: str, timeout_s: float, unit_active=None) -> float:
+    """Poll GET {url}/health until 200; return seconds waited. Raise TimeoutError."""
+    start = time.monotonic()
+    while True:
+        try:
+            if requests.get(f"{url}/health", timeout=5).status_code == 200:
+                return time.monotonic() - start
+        except requests.RequestException:
+            pass
+        if unit_active is not None and not unit_active():
+            raise RuntimeError("the server process ended while waiting for /health")
+        if time.monotonic() - start > timeout_s:
+            raise TimeoutError(f"{url}/health did not answer 200 within {timeout_s:.0f} s")
+        time.sleep(2)
+
+
+def verify(url: str, model: str, key: str, timeout_s: float, unit_active=None) -> dict:
+    """Run the endpoint checks; return measured figures or raise AssertionError with what failed."""
+    figures = {"health_wait_s": round(wait_ready(url, timeout_s, unit_active), 1)}
+    auth = {"Authorization": f"Bearer {key}"}
+    models = requests.get(f"{url}/v1/models", headers=auth, timeout=30)
+    assert models.status_code == 200, f"GET /v1/models gave {models.status_code}: {models.text[:200]}"
+    ids = [m.get("id") for m in models.json().get("data", [])]
+    assert model in ids, f"GET /v1/models lists {ids}, not {model!r}"
+    body = {"model": model, "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 16}
+    t = time.monotonic()
+    chat = requests.post(f"{url}/v1/chat/completions", headers=auth, json=body, timeout=300)
+    figures["completion_s"] = round(time.monotonic() - t, 2)
+    assert chat.status_code == 200, f"POST /v1/chat/completions gave {chat.status_code}: {chat.text[:300]}"
+    answer = chat.json()
+    choices = answer.get("choices") or []
+    assert choices and "message" in choices[0], f"chat completion has no choices: {str(answer)[:300]}"
+    figures["completion_tokens"] = (answer.get("usage") or {}).get("completion_tokens")
+    figures["content"] = choices[0]["message"].get("content")
+    anonymous = requests.post(f"{url}/v1/chat/completions", json=body, timeout=60)
+    assert anonymous.status_code == 401, (
+        f"POST /v1/chat/completions without the key gave {anonymous.status_code}, not 401: "
+        "the endpoint is open to anyone")
+    return figures
+
+
+def unit_is_active(service: str) -> bool:
+    state = subprocess.run(["systemctl", "is-active", service], capture_output=True, text=True).stdout
+    return state.strip() in ("active", "activating", "reloading")
+
+
+def journal_tail(service: str, lines: int = 40) -> str:
+    out = subprocess.run(["journalctl", "-u", service, "-n", str(lines), "--no-pager", "-o", "cat"],
+                         capture_output=True, text=True)
+    return out.stdout or out.stderr
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) in (3, 4) and argv[0] == "ready":
+        pid = argv[3] if len(argv) == 4 else None
+        try:
+            wait_ready(argv[1], float(argv[2]), (lambda: os.path.exists(f"/proc/{pid}")) if pid else None)
+        except (TimeoutError, RuntimeError) as exc:
+            print(exc, file=sys.stderr)
+            return 1
+        return 0
+    if len(argv) == 2 and argv[0] == "verify":
+        with open(argv[1]) as f:
+            cfg = json.load(f)
+        key = read_env_file(cfg["env_file"]).get("VLLM_API_KEY", "")
+        service = cfg["service"]
+        try:
+            figures = verify(cfg["url"], cfg["model"], key, cfg["timeout_s"], lambda: unit_is_active(service))
+        except (AssertionError, TimeoutError, RuntimeError, requests.RequestException) as exc:
+            print(f"endpoint check failed: {exc}", file=sys.stderr)
+            print(f"--- last lines of the journal of {service} ---", file=sys.stderr)
+            print(journal_tail(service), file=sys.stderr)
+            return 1
+        print(json.dumps({"endpoint": cfg["url"], "model": cfg["model"], **figures}))
+        return 0
+    print("usage: endpoint_check.py ready URL TIMEOUT_S [PID] | verify CONFIG_JSON", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,138 @@
+"""Firewall: the serving port open only to the allowed sources, SSH never touched.
+
+ufw where ufw is the host's active firewall; otherwise a table of our own in nftables, loaded by a
+small unit at boot. An active firewalld is refused with a clear message (not yet supported).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import shlex
+from io import StringIO
+
+from pyinfra import host
+from pyinfra.api import FactBase, StringCommand, operation
+from pyinfra.operations import files, server, systemd
+
+from deploy.render import render
+from deploy.settings import Settings
+from deploy.stop import stop_host
+from deploy.system import install_os_packages
+
+NFT_TABLE = "vllm_guard"
+
+
+class FirewallState(FactBase):
+    """Which firewall tools the host has and which one is active."""
+
+    def command(self) -> str:
+        return ("if command -v ufw >/dev/null 2>&1; then ufw status 2>/dev/null | head -1 | "
+                "sed 's/^Status: /ufw=/'; else echo ufw=absent; fi; "
+                "echo firewalld=$(systemctl is-active firewalld 2>/dev/null || true); "
+                "if command -v nft >/dev/null 2>&1; then echo nft=present; else echo nft=absent; fi")
+
+    def process(self, output):
+        state = dict(line.split("=", 1) for line in output if "=" in line)
+        return {"ufw": state.get("ufw", "absent"), "firewalld": state.get("firewalld", "") or "inactive",
+                "nft": state.get("nft", "absent")}
+
+
+class UfwAddedRules(FactBase):
+    """The rules added to ufw, as the ``ufw ...`` commands that added them."""
+
+    def command(self) -> str:
+        return "ufw show added"
+
+    def process(self, output):
+        return [line.strip() for line in output if line.strip().startswith("ufw ")]
+
+
+def choose_firewall(s: Settings, state: dict) -> tuple[str | None, str | None]:
+    """(backend, None) or (None, why it cannot go on)."""
+    if s.firewall == "none":
+        return "none", None
+    if state["firewalld"] == "active":
+        return None, ("firewalld is active on this host and is not supported yet: stop and disable it "
+                      "(`systemctl disable --now firewalld`) or set firewall: none and open port "
+                      f"{s.port} to {', '.join(s.allowed_sources) or 'nobody'} yourself")
+    if s.firewall == "ufw" or (s.firewall == "auto" and state["ufw"] == "active"):
+        if state["ufw"] != "active":
+            return None, ("firewall: ufw was asked for but ufw is not active here: enable it "
+                          "(`ufw allow 22/tcp && ufw enable`) or use firewall: nftables")
+        return "ufw", None
+    return "nftables", None
+
+
+def ufw_source(cidr: str) -> str:
+    """A CIDR as ufw lists it: a single address without its /32 or /128."""
+    net = ipaddress.ip_network(cidr, strict=False)
+    return str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net)
+
+
+def ufw_wanted_rules(s: Settings) -> list[str]:
+    """The ``ufw`` rules this host needs, in the form ``ufw show added`` lists them."""
+    rules = [f"ufw allow {s.ssh_port}/tcp"]
+    rules += [f"ufw allow from {ufw_source(c)} to any port {s.port} proto tcp" for c in s.allowed_sources]
+    rules.append(f"ufw deny {s.port}/tcp")
+    return rules
+
+
+@operation()
+def ufw_rules(port: int, wanted: list[str]):
+    """
+    Make ufw's rules for ``port`` exactly ``wanted``, keeping every other rule.
+
+    + port: the serving port whose rules this owns
+    + wanted: rules as ``ufw show added`` prints them; allows come before the final deny
+    """
+    added = host.get_fact(UfwAddedRules)
+    mine = re.compile(rf"\bport {port}\b|\b{port}/tcp\b")
+    stale = [r for r in added if mine.search(r) and r not in wanted]
+    missing = [r for r in wanted if r not in added]
+    if not stale and not missing:
+        host.noop(f"ufw rules for port {port} are up to date")
+        return
+    for rule in stale:
+        yield StringCommand("ufw", "delete", *shlex.split(rule)[1:])
+    # allows must precede the deny: (re)add the deny last
+    deny = [r for r in wanted if r.startswith("ufw deny")]
+    if any(r not in deny for r in missing) and deny and deny[0] in added:
+        yield StringCommand("ufw", "delete", *shlex.split(deny[0])[1:])
+        missing = [r for r in missing if r not in deny] + deny
+    for rule in missing:
+        yield StringCommand(*shlex.split(rule))
+
+
+def nft_rules_text(s: Settings) -> str:
+    nets = [ipaddress.ip_network(c, strict=False) for c in s.allowed_sources]
+    return render("firewall.nft.j2", s=s, table=NFT_TABLE,
+                  v4=[str(n) for n in nets if n.version == 4], v6=[str(n) for n in nets if n.version == 6])
+
+
+def firewall(s: Settings) -> str | None:
+    """Apply the rules; return the name of a unit the server should start after, if any."""
+    backend, why = choose_firewall(s, host.get_fact(FirewallState))
+    if backend is None:
+        stop_host(why)
+        return None
+    if backend == "none":
+        host.noop("firewall: none (the port is filtered by something else)")
+        return None
+    if backend == "ufw":
+        ufw_rules(name=f"ufw: port {s.port} only from {', '.join(s.allowed_sources) or 'loopback'}",
+                  port=s.port, wanted=ufw_wanted_rules(s))
+        return None
+    install_os_packages({"apt": ["nftables"], "dnf": ["nftables"]}, "nftables")
+    rules_file = f"{s.config_dir}/firewall.nft"
+    unit = f"{s.service_name}-firewall.service"
+    rules = files.put(name=f"nftables rules: port {s.port} only from {', '.join(s.allowed_sources) or 'loopback'}",
+                      src=StringIO(nft_rules_text(s)), dest=rules_file, mode="600")
+    unit_op = files.put(name=f"Unit {unit}",
+                        src=StringIO(render("firewall.service.j2", s=s, table=NFT_TABLE, rules_file=rules_file)),
+                        dest=f"/etc/systemd/system/{unit}", mode="644")
+    systemd.daemon_reload(name="Reload systemd units (firewall)", _if=unit_op.did_change)
+    # nft -f replaces the table in one transaction: the port is never open in between
+    server.shell(name="Load the nftables rules now", commands=[f"nft -f {rules_file}"], _if=rules.did_change)
+    systemd.service(name=f"{unit} enabled at boot", service=unit, running=True, enabled=True)
+    return unit

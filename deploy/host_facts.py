@@ -1,0 +1,163 @@
+"""pyinfra facts about a host, one concern each: its GPUs, its platform, what is installed.
+
+Each fact is one read-only shell command; its parsing is a plain function tested on recorded
+outputs of the real tools (``tests/fixtures/``). A host without a driver or a GPU is a fact, not
+a crash.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from pyinfra.api import FactBase
+
+# nvidia-smi's CSV query, in this order (nvidia-smi --help-query-gpu)
+GPU_FIELDS = ("index", "name", "uuid", "compute_cap", "memory.total", "memory.used", "memory.free",
+              "driver_version", "mig.mode.current")
+PROC_FIELDS = ("gpu_uuid", "pid", "process_name", "used_memory")
+# On WSL2 nvidia-smi comes from the Windows driver, in /usr/lib/wsl/lib, often not on the PATH.
+SMI = "PATH=$PATH:/usr/lib/wsl/lib nvidia-smi"
+
+
+@dataclass
+class Gpu:
+    index: int
+    name: str
+    uuid: str
+    compute_capability: str
+    memory_total_mib: int
+    memory_used_mib: int
+    memory_free_mib: int
+    driver_version: str
+    mig_mode: str = "[N/A]"
+
+
+@dataclass
+class GpuReport:
+    """What nvidia-smi says: ``state`` is ``ok``, ``no-driver`` (no nvidia-smi) or ``error``."""
+
+    state: str
+    gpus: list[Gpu] = field(default_factory=list)
+    cuda_version: str | None = None
+    processes: list[dict] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def driver_version(self) -> str | None:
+        return self.gpus[0].driver_version if self.gpus else None
+
+
+def _mib(value: str) -> int:
+    return int(float(value.strip().split()[0]))
+
+
+def parse_gpu_csv(lines: list[str]) -> list[Gpu]:
+    """Rows of ``nvidia-smi --query-gpu=<GPU_FIELDS> --format=csv,noheader[,nounits]``."""
+    gpus = []
+    for line in lines:
+        cells = [c.strip() for c in line.split(",")]
+        if len(cells) < 8 or not cells[0].isdigit():
+            continue
+        cells += ["[N/A]"] * (len(GPU_FIELDS) - len(cells))
+        gpus.append(Gpu(int(cells[0]), cells[1], cells[2], cells[3], _mib(cells[4]), _mib(cells[5]),
+                        _mib(cells[6]), cells[7], cells[8]))
+    return gpus
+
+
+def parse_gpu_report(output: list[str]) -> GpuReport:
+    """The tagged lines that ``GpuFacts.command`` prints."""
+    tagged: dict[str, list[str]] = {}
+    for line in output:
+        tag, _, rest = line.partition(": ")
+        tagged.setdefault(tag, []).append(rest)
+    state = (tagged.get("STATE") or ["error"])[0]
+    if state == "absent":
+        return GpuReport("no-driver", error="nvidia-smi was not found: no NVIDIA driver is installed")
+    rows = tagged.get("GPU", [])
+    if state != "rc0":
+        return GpuReport("error", error=" ".join(rows).strip() or f"nvidia-smi failed ({state})")
+    cuda = re.search(r"CUDA Version: ([\d.]+)", " ".join(tagged.get("CUDA", [])))
+    procs = []
+    for row in tagged.get("PROC", []):
+        cells = [c.strip() for c in row.split(",")]
+        if len(cells) == 4 and cells[1].isdigit():
+            procs.append({"gpu_uuid": cells[0], "pid": int(cells[1]), "name": cells[2],
+                          "used_mib": _mib(cells[3]) if cells[3][:1].isdigit() else None})
+    return GpuReport("ok", parse_gpu_csv(rows), cuda.group(1) if cuda else None, procs)
+
+
+class GpuFacts(FactBase):
+    """The host's NVIDIA GPUs, driver, CUDA version and compute processes, from nvidia-smi."""
+
+    def command(self) -> str:
+        return (
+            f"if ! {SMI} -L >/dev/null 2>&1 && ! command -v nvidia-smi >/dev/null 2>&1 "
+            "&& [ ! -x /usr/lib/wsl/lib/nvidia-smi ]; then echo 'STATE: absent'; exit 0; fi; "
+            f"out=$({SMI} --query-gpu={','.join(GPU_FIELDS)} --format=csv,noheader,nounits 2>&1); "
+            "echo \"STATE: rc$?\"; echo \"$out\" | sed 's/^/GPU: /'; "
+            f"{SMI} 2>/dev/null | grep -o 'CUDA Version: [0-9.]*' | sed 's/^/CUDA: /'; "
+            f"{SMI} --query-compute-apps={','.join(PROC_FIELDS)} --format=csv,noheader,nounits "
+            "2>/dev/null | sed 's/^/PROC: /'; true"
+        )
+
+    def process(self, output) -> GpuReport:
+        return parse_gpu_report(list(output))
+
+
+@dataclass
+class Platform:
+    distro: str
+    version: str
+    like: str
+    pretty: str
+    kernel: str
+    kind: str  # native, wsl1, wsl2
+    arch: str
+    pid1: str
+    mem_total_kib: int
+    mem_available_kib: int
+    python: str | None
+
+
+def wsl_kind(kernel_release: str, proc_version: str) -> str:
+    """native, wsl1 or wsl2 from ``uname -r`` and /proc/version.
+
+    WSL1 reports a 4.4.0-<build>-Microsoft release; WSL2 runs Microsoft's real Linux kernel,
+    "<version>-microsoft-standard-WSL2" (learn.microsoft.com/windows/wsl/compare-versions)."""
+    text = f"{kernel_release} {proc_version}"
+    if "Microsoft" in kernel_release and kernel_release.startswith("4.4.0"):
+        return "wsl1"
+    if "microsoft" in text.lower():
+        return "wsl2"
+    return "native"
+
+
+def parse_platform(output: list[str]) -> Platform:
+    kv = {}
+    for line in output:
+        key, _, value = line.partition("=")
+        kv[key.strip()] = value.strip().strip('"')
+    return Platform(
+        distro=kv.get("ID", "unknown"), version=kv.get("VERSION_ID", ""), like=kv.get("ID_LIKE", ""),
+        pretty=kv.get("PRETTY_NAME", ""), kernel=kv.get("KERNEL", ""),
+        kind=wsl_kind(kv.get("KERNEL", ""), kv.get("PROCVERSION", "")), arch=kv.get("ARCH", ""),
+        pid1=kv.get("PID1", ""), mem_total_kib=int(kv.get("MemTotal", "0") or 0),
+        mem_available_kib=int(kv.get("MemAvailable", "0") or 0), python=kv.get("PYTHON") or None)
+
+
+class PlatformFacts(FactBase):
+    """Distribution, native Linux vs WSL1/WSL2, kernel, PID 1, RAM and python3 of a host."""
+
+    def command(self) -> str:
+        return (
+            "(. /etc/os-release 2>/dev/null; echo \"ID=$ID\"; echo \"VERSION_ID=$VERSION_ID\"; "
+            "echo \"ID_LIKE=$ID_LIKE\"; echo \"PRETTY_NAME=$PRETTY_NAME\"); "
+            "echo \"KERNEL=$(uname -r)\"; echo \"ARCH=$(uname -m)\"; "
+            "echo \"PROCVERSION=$(cat /proc/version 2>/dev/null)\"; echo \"PID1=$(cat /proc/1/comm 2>/dev/null)\"; "
+            "awk '/^(MemTotal|MemAvailable):/ {sub(\":\", \"\", $1); print $1 \"=\" $2}' /proc/meminfo; "
+            "echo \"PYTHON=$(python3 -c 'import sys; print(\"%d.%d.%d\" % sys.version_info[:3])' 2>/dev/null)\""
+        )
+
+    def process(self, output) -> Platform:
+        return parse_platform(list(output))

@@ -1,0 +1,78 @@
+"""uv, and one venv per pinned vLLM with a stable ``current`` link to the active one."""
+
+from __future__ import annotations
+
+import shlex
+
+from pyinfra import host
+from pyinfra.api import StringCommand, operation
+from pyinfra.facts.files import File
+from pyinfra.operations import files, pip, uv
+
+from deploy.settings import Settings
+
+
+def uv_env(s: Settings, venv: str | None = None) -> dict[str, str]:
+    """Environment for uv commands: its cache, the CA bundle, and the venv to act on."""
+    env = {"UV_CACHE_DIR": f"{s.install_dir}/cache/uv", "UV_NO_PROGRESS": "1",
+           "UV_COMPILE_BYTECODE": "1", "UV_HTTP_TIMEOUT": "300"}
+    if s.ca_bundle:
+        env["SSL_CERT_FILE"] = s.ca_bundle
+    if venv:
+        env["VIRTUAL_ENV"] = venv
+    return env
+
+
+def uv_install_args(s: Settings) -> list[str]:
+    """``uv pip install`` arguments for the package indexes, wheelhouses and strategy of a host."""
+    args = []
+    for url in s.extra_index_urls:
+        args += ["--extra-index-url", url]
+    for link in s.find_links:
+        args += ["--find-links", link]
+    if s.index_strategy:
+        args += ["--index-strategy", s.index_strategy]
+    if s.prerelease:
+        args += ["--prerelease", "allow"]
+    if s.torch_backend:
+        args += ["--torch-backend", s.torch_backend]
+    return args
+
+
+@operation()
+def uv_venv(path: str, python: str):
+    """
+    Create a venv with uv unless one is already there.
+
+    + path: the venv's folder
+    + python: the interpreter to build it from
+
+    pyinfra 3.10's own ``uv.venv`` looks for ``PATH/.venv/bin/activate`` but creates the venv in
+    ``PATH`` itself, so it is never idempotent for a venv folder of its own; this one is.
+    """
+    if host.get_fact(File, path=f"{path}/bin/python"):
+        host.noop(f"venv {path} exists")
+        return
+    yield StringCommand("uv", "venv", "--python", shlex.quote(python), shlex.quote(path))
+
+
+def vllm_venv(s: Settings) -> list:
+    """Install uv, the pinned vLLM into its own venv, and point ``current`` at that venv.
+
+    Returns the operations whose change means the server must restart."""
+    bootstrap = f"{s.install_dir}/uv-bootstrap"
+    pip_env = {"PIP_CERT": s.ca_bundle} if s.ca_bundle else {}
+    pip_args = " ".join(f"--find-links {shlex.quote(link)}" for link in s.find_links) or None
+    pip.virtualenv(name="Venv for uv", path=bootstrap, python="python3", venv=True)
+    pip.packages(name=f"uv ({s.uv_spec})", packages=[s.uv_spec], virtualenv=bootstrap,
+                 extra_install_args=pip_args, _env=pip_env)
+    files.link(name="uv on the PATH", path="/usr/local/bin/uv", target=f"{bootstrap}/bin/uv")
+    made = uv_venv(name=f"Venv {s.venv_dir}", path=s.venv_dir, python=s.python, _env=uv_env(s))
+    env = uv_env(s, s.venv_dir)
+    installed = uv.packages(name=f"Install {s.vllm_spec}", packages=[s.vllm_spec],
+                            extra_args=uv_install_args(s), _env=env)
+    if s.uninstall_packages:
+        uv.packages(name=f"Remove {', '.join(s.uninstall_packages)} (CUDA builds that break CPU torch)",
+                    packages=s.uninstall_packages, present=False, _env=env)
+    switched = files.link(name=f"{s.current_link} -> {s.venv_dir}", path=s.current_link, target=s.venv_dir)
+    return [made, installed, switched]

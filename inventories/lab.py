@@ -1,0 +1,67 @@
+"""Example inventory: `pyinfra inventories/lab.py deploy.py`.
+
+Your own machines: list them in ``gpu_servers`` below, one ``(address, settings)`` each. Every
+setting, its default and its meaning is in ``deploy/settings.py`` (the table at its top); what is
+common to all hosts goes in ``_common``. The API key is read on this machine (the controller) from
+``$VLLM_API_KEY`` or the file named by ``api_key_file``; it reaches the hosts only inside a 0600 file.
+
+Left empty, this inventory deploys to the disposable lab hosts that ``python -m lab.hosts up`` (or
+the README's demo, ``python -m lab.demo``) started on this machine: systemd-nspawn containers on a
+private bridge, served with the cpu backend and a tiny locally made model.
+"""
+
+import json
+import os
+from pathlib import Path
+
+_common = {
+    # "ssh_user": "ubuntu", "_sudo": True,            # pyinfra's own connection settings
+    # "bind_address": "0.0.0.0",                      # serve beyond localhost...
+    # "allowed_sources": ["192.168.10.0/24"],         # ...to these sources only (firewalled)
+    # "model": "openai/gpt-oss-20b",
+    # "vllm_spec": "vllm==0.24.0",
+}
+
+gpu_servers = [
+    # ("gpu1.lab.example", {}),
+    # ("gpu2.lab.example", {"model": "openai/gpt-oss-120b", "tensor_parallel_size": 2}),
+]
+
+_LAB_DIR = Path(os.environ.get("VLLM_LAB_DIR", "/var/tmp/vllm-lab"))
+
+
+def _lab_hosts() -> list:
+    """The disposable hosts listed by the lab harness, with the settings of the cpu demo."""
+    state = _LAB_DIR / "hosts.json"
+    if not state.is_file():
+        return []
+    lab = json.loads(state.read_text())
+    cores = os.cpu_count() or 1
+    return [
+        (h["name"], {
+            "ssh_hostname": h["ip"],
+            "ssh_user": "root",
+            "ssh_key": h["ssh_key"],
+            "ssh_strict_host_key_checking": "no",
+            "ssh_known_hosts_file": "/dev/null",
+            "backend": "cpu",
+            "model": "tiny-chat",
+            "model_source": "upload",
+            "model_upload_from": str(_LAB_DIR / "tiny-model"),
+            "bind_address": "0.0.0.0",
+            "allowed_sources": [f"{lab['controller_ip']}/32"],
+            "api_key_file": str(_LAB_DIR / "api-key"),
+            # the machine's CPU torch wheel, bind-mounted read-only into every lab host
+            "find_links": ["/opt/wheels"],
+            "ca_bundle": "/etc/ssl/certs/ca-certificates.crt",
+            # one core per server, so that two servers on a small machine do not fight over one
+            "cpu_threads_bind": str(i % cores),
+        })
+        for i, h in enumerate(lab["hosts"])
+    ]
+
+
+if gpu_servers:
+    gpu_servers = (gpu_servers, _common)
+else:
+    lab_hosts = (_lab_hosts(), _common)

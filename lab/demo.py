@@ -1,0 +1,98 @@
+"""The README's main job: disposable hosts, a tiny model, a real deploy, a real completion.
+
+``python -m lab.demo [N]`` boots N (default 2) disposable Debian hosts on this machine
+(``lab.hosts``), makes a tiny chat model offline (``lab.tiny_model``), runs
+``pyinfra -y inventories/lab.py deploy.py`` against them with the cpu backend, then asks each
+endpoint for a chat completion from outside and prints it. The hosts stay up for you to try;
+``python -m lab.hosts down`` removes them.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from lab.hosts import Lab
+from lab.tiny_model import make_tiny_model
+
+ROOT = Path(__file__).resolve().parent.parent
+PORT = 8000
+WHEELS = "/opt/wheels"  # the machine's CPU torch wheel, which PyPI does not have
+
+
+def api_key(lab: Lab) -> str:
+    """The lab's API key, made once and kept in a 0600 file on this machine."""
+    path = lab.state_dir / "api-key"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.write(fd, (secrets.token_urlsafe(32) + "\n").encode())
+        os.close(fd)
+    return path.read_text().strip()
+
+
+def prepare(n: int = 2, ufw_hosts: int = 1) -> Lab:
+    """Boot n fresh hosts (the last ufw_hosts with ufw as their firewall), the model and the key."""
+    lab = Lab()
+    lab.ensure_tools()
+    lab.ensure_rootfs()
+    model = lab.state_dir / "tiny-model"
+    if not (model / "config.json").is_file():
+        make_tiny_model(model)
+    api_key(lab)
+    binds = [(WHEELS, WHEELS)] if Path(WHEELS).is_dir() else []
+    # one uv cache for all hosts: a second host or a second run downloads nothing again
+    binds.append("rw:" + str(lab.cache_dir / "uv") + ":/opt/vllm/cache/uv")
+    lab.up(n, ufw_hosts=ufw_hosts, binds=binds)
+    return lab
+
+
+def deploy(lab: Lab, *args: str, echo: bool = False) -> tuple[int, str, float]:
+    """Run the real pyinfra CLI on inventories/lab.py; return (exit code, output, seconds)."""
+    env = dict(os.environ, VLLM_LAB_DIR=str(lab.state_dir), PYTHONUNBUFFERED="1")
+    start = time.monotonic()
+    cmd = [str(Path(sys.executable).parent / "pyinfra"), "-y", *args, "inventories/lab.py", "deploy.py"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if echo:
+            print(line, end="", flush=True)
+    return proc.wait(), "".join(lines), time.monotonic() - start
+
+
+def chat(ip: str, key: str | None, prompt: str = "Say hello.", timeout: float = 120) -> requests.Response:
+    """POST /v1/chat/completions to one lab host from this machine."""
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    body = {"model": "tiny-chat", "messages": [{"role": "user", "content": prompt}], "max_tokens": 16}
+    return requests.post(f"http://{ip}:{PORT}/v1/chat/completions", json=body, headers=headers, timeout=timeout)
+
+
+def main(argv: list[str]) -> int:
+    n = int(argv[0]) if argv else 2
+    t0 = time.monotonic()
+    lab = prepare(n, ufw_hosts=1 if n > 1 else 0)
+    print(f"lab: {n} hosts up in {time.monotonic() - t0:.0f} s: "
+          + ", ".join(f"{h.name} {h.ip} ({h.firewall})" for h in lab.hosts), flush=True)
+    rc, output, seconds = deploy(lab, echo=True)
+    print(f"deploy: exit {rc} in {seconds:.0f} s", flush=True)
+    if rc != 0:
+        return rc
+    key = api_key(lab)
+    for h in lab.hosts:
+        answer = chat(h.ip, key)
+        content = answer.json()["choices"][0]["message"]["content"] if answer.ok else answer.text
+        print(f"endpoint http://{h.ip}:{PORT}/v1  (model tiny-chat, key in {lab.state_dir / 'api-key'})")
+        print(f"  POST /v1/chat/completions -> {answer.status_code}: {content!r}")
+    print("remove the hosts with: python -m lab.hosts down")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,156 @@
+"""End to end: the real pyinfra CLI and deploy.py against real disposable hosts, checked from outside.
+
+Two hosts boot in parallel (systemd as PID 1, one with ufw as its firewall, one with nftables),
+the cpu backend serves a tiny locally made model, and every check talks to the hosts over the
+network the way a user would: SSH, HTTP from an allowed source, HTTP from a source off the list.
+Timings are printed (run pytest with -s to see them).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from lab import demo
+
+pytestmark = pytest.mark.e2e
+TIMINGS: dict[str, float] = {}
+
+
+def grand_total(output: str) -> dict[str, str]:
+    """pyinfra's closing 'Grand total' row: hosts, changed (its 'Success'), errors, no change."""
+    rows = [line for line in output.splitlines() if line.strip().startswith("Grand total")]
+    assert rows, output[-3000:]
+    hosts, changed, errors, unchanged = rows[-1].split()[2:6]
+    return {"hosts": hosts, "changed": changed, "errors": errors, "no_change": unchanged}
+
+
+@pytest.fixture(scope="module")
+def lab():
+    t = time.monotonic()
+    lab = demo.prepare(2, ufw_hosts=1)
+    TIMINGS["hosts up (2)"] = time.monotonic() - t
+    yield lab
+    lab.down()
+    print("\nTIMINGS " + ", ".join(f"{k}: {v:.1f} s" for k, v in TIMINGS.items()))
+
+
+@pytest.fixture(scope="module")
+def deployed(lab):
+    rc, output, seconds = demo.deploy(lab, "-v")
+    TIMINGS["first deploy, 2 hosts in parallel"] = seconds
+    assert rc == 0, output[-6000:]
+    return output
+
+
+@pytest.fixture(scope="module")
+def key(lab):
+    return demo.api_key(lab)
+
+
+def test_first_deploy_changed_both_hosts_without_error(deployed):
+    total = grand_total(deployed)
+    assert total["errors"] == "-" and int(total["changed"]) > 10, total
+
+
+def test_units_stay_active_after_a_delay(lab, deployed):
+    time.sleep(5)
+    for h in lab.hosts:
+        state = h.ssh(["systemctl", "is-active", "vllm.service", "vllm-firewall.service"]).stdout.split()
+        expected = ["active", "inactive"] if h.firewall == "ufw" else ["active", "active"]
+        assert state == expected, (h.name, state)
+        assert h.ssh(["systemctl", "is-enabled", "vllm.service"]).stdout.strip() == "enabled"
+
+
+def test_completion_with_key_and_401_without(lab, deployed, key):
+    for h in lab.hosts:
+        answer = demo.chat(h.ip, key)
+        assert answer.status_code == 200, answer.text
+        choice = answer.json()["choices"][0]
+        assert choice["message"]["role"] == "assistant" and isinstance(choice["message"]["content"], str)
+        assert demo.chat(h.ip, None).status_code == 401
+        assert demo.chat(h.ip, "wrong-" + key).status_code == 401
+
+
+def test_port_closed_to_a_source_off_the_list_and_ssh_still_open(lab, deployed):
+    outsider = lab.outsider()
+    for h in lab.hosts:
+        blocked = outsider.run(["curl", "-sS", "--max-time", "4", f"http://{h.ip}:8000/health"])
+        assert blocked.returncode != 0, f"{h.name}: port 8000 answered a source off the list"
+        ssh = outsider.run(["bash", "-c", f"timeout 4 bash -c '</dev/tcp/{h.ip}/22' && echo open"])
+        assert ssh.stdout.strip() == "open", f"{h.name}: SSH not reachable from the outsider"
+        assert h.ssh_ok(), f"{h.name}: SSH from the controller is gone"
+
+
+def test_firewall_is_the_hosts_own_kind(lab, deployed):
+    for h in lab.hosts:
+        if h.firewall == "ufw":
+            rules = h.ssh(["ufw", "show", "added"]).stdout
+            assert "ufw allow from 10.123.0.1 to any port 8000 proto tcp" in rules, rules
+            assert "ufw deny 8000/tcp" in rules and "ufw allow 22/tcp" in rules, rules
+        else:
+            rules = h.ssh(["nft", "list", "table", "inet", "vllm_guard"]).stdout
+            assert "ip saddr 10.123.0.1 tcp dport 8000 accept" in rules, rules
+
+
+def test_secrets_stay_out_of_output_command_lines_and_other_users(lab, deployed, key):
+    assert key not in deployed
+    for h in lab.hosts:
+        stat = h.ssh(["stat", "-c", "%a %U", "/etc/vllm/vllm.env", "/etc/vllm"]).stdout.split("\n")
+        assert stat[0] == "600 root" and stat[1] == "700 root", stat
+        cmdlines = h.ssh("cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' '").stdout
+        assert "vllm.entrypoints.openai.api_server" in cmdlines and key not in cmdlines
+        unit = h.ssh(["systemctl", "cat", "vllm.service"]).stdout
+        assert key not in unit and "User=vllm" in unit
+        assert h.ssh(["runuser", "-u", "nobody", "--", "cat", "/etc/vllm/vllm.env"]).returncode != 0
+
+
+def test_unit_passes_systemd_analyze_verify_on_the_host(lab, deployed):
+    for h in lab.hosts:
+        out = h.ssh(["systemd-analyze", "verify", "/etc/systemd/system/vllm.service"])
+        assert out.returncode == 0 and "vllm.service" not in out.stdout + out.stderr, out.stdout + out.stderr
+
+
+def test_second_run_reports_no_changes(lab, deployed):
+    rc, output, seconds = demo.deploy(lab)
+    TIMINGS["converged re-run, 2 hosts"] = seconds
+    assert rc == 0, output[-4000:]
+    total = grand_total(output)
+    print(f"\nre-run: {total}")
+    assert total["changed"] == "-" and total["errors"] == "-", total
+
+
+def test_a_rebooted_host_comes_back_serving(lab, deployed, key):
+    h = lab.hosts[0]
+    h.ssh("systemctl reboot", timeout=20)
+    t = time.monotonic()
+    time.sleep(3)
+    h.wait_ssh(timeout=90)
+    uptime = float(h.ssh(["cat", "/proc/uptime"]).stdout.split()[0])
+    assert uptime < 120, f"{h.name} did not reboot (uptime {uptime} s)"
+    deadline = time.monotonic() + 240
+    while True:
+        try:
+            answer = demo.chat(h.ip, key, timeout=30)
+            if answer.status_code == 200:
+                break
+        except Exception:  # noqa: BLE001 - still starting
+            pass
+        assert time.monotonic() < deadline, h.ssh(["journalctl", "-u", "vllm", "-n", "30", "--no-pager"]).stdout
+        time.sleep(3)
+    TIMINGS["reboot to serving"] = time.monotonic() - t
+    assert demo.chat(h.ip, None).status_code == 401
+    assert lab.outsider().run(["curl", "-sS", "--max-time", "4", f"http://{h.ip}:8000/health"]).returncode != 0
+
+
+def test_single_host_deploy_time(lab, deployed):
+    """One host from bare: the other figure the closing note needs (the uv cache is warm here)."""
+    h = lab.hosts[1]
+    h.ssh("systemctl disable --now vllm.service; rm -rf /opt/vllm/venvs /opt/vllm/current /etc/vllm/vllm.env")
+    rc, output, seconds = demo.deploy(lab, "--limit", h.name)
+    TIMINGS["deploy 1 host (venv rebuilt, warm cache)"] = seconds
+    assert rc == 0, output[-4000:]
+    assert re.search(r"Grand total", output)
+    assert demo.chat(h.ip, demo.api_key(lab)).status_code == 200

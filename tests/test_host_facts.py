@@ -1,0 +1,53 @@
+"""Fact parsers fed with recorded outputs of real tools (tests/fixtures/README.md says where from)."""
+
+from pathlib import Path
+
+from deploy.host_facts import parse_gpu_csv, parse_gpu_report, parse_platform, wsl_kind
+
+FIX = Path(__file__).parent / "fixtures" / "gpu" / "h100-80gb-hbm3"
+
+
+def test_h100_query_csv_with_units():
+    lines = (FIX / "query.csv").read_text().splitlines()[1:]  # the header line is skipped
+    (gpu,) = parse_gpu_csv(lines)
+    assert (gpu.index, gpu.name, gpu.compute_capability) == (0, "NVIDIA H100 80GB HBM3", "9.0")
+    assert (gpu.memory_total_mib, gpu.memory_used_mib, gpu.memory_free_mib) == (81559, 0, 81079)
+    assert gpu.driver_version == "580.159.04" and gpu.uuid.startswith("GPU-ea7756e3")
+
+
+def test_report_from_tagged_output_with_cuda_version_and_processes():
+    smi = (FIX / "nvidia-smi.txt").read_text()
+    cuda_line = [line for line in smi.splitlines() if "CUDA Version" in line][0]
+    output = ["STATE: rc0",
+              "GPU: 0, NVIDIA H100 80GB HBM3, GPU-ea7756e3-6439-c532-dae7-fb445807a043, 9.0, 81559, 0, 81079, "
+              "580.159.04, Disabled",
+              "CUDA: " + cuda_line[cuda_line.index("CUDA Version"):].split("|")[0].strip(),
+              "PROC: GPU-ea7756e3-6439-c532-dae7-fb445807a043, 4242, python3, 1536"]
+    report = parse_gpu_report(output)
+    assert report.state == "ok" and report.cuda_version == "13.0" and report.driver_version == "580.159.04"
+    assert report.gpus[0].mig_mode == "Disabled"
+    assert report.processes == [{"gpu_uuid": "GPU-ea7756e3-6439-c532-dae7-fb445807a043", "pid": 4242,
+                                 "name": "python3", "used_mib": 1536}]
+
+
+def test_no_driver_and_broken_driver_are_facts_not_crashes():
+    assert parse_gpu_report(["STATE: absent"]).state == "no-driver"
+    # what nvidia-smi prints when the kernel module is not loaded (e.g. after a driver upgrade, before reboot)
+    broken = parse_gpu_report(["STATE: rc9", "GPU: NVIDIA-SMI has failed because it couldn't communicate "
+                               "with the NVIDIA driver. Make sure that the latest NVIDIA driver is installed and running."])
+    assert broken.state == "error" and "couldn't communicate" in broken.error and broken.gpus == []
+
+
+def test_wsl_kinds_from_kernel_release():
+    # kernel release formats as Microsoft documents them (learn.microsoft.com/windows/wsl/compare-versions)
+    assert wsl_kind("5.15.167.4-microsoft-standard-WSL2", "") == "wsl2"
+    assert wsl_kind("4.4.0-19041-Microsoft", "Linux version 4.4.0-19041-Microsoft") == "wsl1"
+    assert wsl_kind("6.8.0-49-generic", "Linux version 6.8.0-49-generic (buildd@lcy02)") == "native"
+
+
+def test_platform_lines():
+    p = parse_platform(["ID=ubuntu", "VERSION_ID=\"24.04\"", "ID_LIKE=debian", "PRETTY_NAME=\"Ubuntu 24.04.3 LTS\"",
+                        "KERNEL=6.18.44-fc-v310-gpu", "ARCH=x86_64", "PROCVERSION=Linux version 6.18.44",
+                        "PID1=bash", "MemTotal=131072000", "MemAvailable=120000000", "PYTHON=3.12.3"])
+    assert (p.distro, p.version, p.kind, p.pid1, p.python) == ("ubuntu", "24.04", "native", "bash", "3.12.3")
+    assert p.mem_total_kib == 131072000
