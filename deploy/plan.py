@@ -1,0 +1,245 @@
+"""The plan command: kernels and memory for one host's GPUs and one pinned vLLM.
+
+    python -m deploy.plan --model openai/gpt-oss-20b --vllm 0.10.1+gptoss \\
+        --gpu "NVIDIA H100 80GB HBM3" --compute-capability 9.0 --gpu-memory-mib 81559 \\
+        [--gpu-free-mib 81079] [--gpus 1] [--gpu-memory-utilization 0.9] \\
+        [--max-model-len N] [--max-num-seqs N] [--max-num-batched-tokens N] \\
+        [--tensor-parallel-size N] [--kv-cache-dtype auto|fp8] [--enforce-eager] [--json]
+
+Flags given are checked as given; flags left out are chosen (deploy/vram.py `choose`).
+Exit status: 0 when the kernels exist and the configuration fits, 1 when not (the plan is
+still printed), 2 for bad input (a message on stderr naming the flag and what it accepts).
+The interface is fixed by ../shared/CONTRACTS.md. `make_plan` returns the same dict the JSON
+prints, for the deploy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from deploy import vram
+from deploy.kernel_support import kernel_verdict, parse_capability
+from deploy.model_specs import MODELS
+
+KV_DTYPES = ("auto", "fp8")
+
+
+class PlanInputError(ValueError):
+    """Bad input: the message names the flag and what it accepts."""
+
+
+def _check(model: str, vllm: str, compute_capability: str, gpu_memory_mib: int,
+           gpu_free_mib: int | None, gpus: int, req: dict) -> None:
+    if model not in MODELS:
+        raise PlanInputError(f"--model: {model!r} is not known; accepted: "
+                             + ", ".join(MODELS))
+    try:
+        vram.parse_version(vllm)
+    except ValueError as e:
+        raise PlanInputError(str(e)) from None
+    if parse_capability(compute_capability) is None:
+        raise PlanInputError(f"--compute-capability: {compute_capability!r} is not a compute "
+                             "capability such as 8.6, 9.0 or 12.0")
+    if not isinstance(gpu_memory_mib, int) or gpu_memory_mib <= 0:
+        raise PlanInputError("--gpu-memory-mib: must be a positive whole number of MiB "
+                             "(nvidia-smi --query-gpu=memory.total)")
+    if gpu_free_mib is not None and not 0 <= gpu_free_mib <= gpu_memory_mib:
+        raise PlanInputError(f"--gpu-free-mib: must be between 0 and --gpu-memory-mib "
+                             f"({gpu_memory_mib})")
+    if gpus < 1:
+        raise PlanInputError("--gpus: must be 1 or more")
+    util = req.get("gpu_memory_utilization")
+    if util is not None and not 0 < util <= 1:
+        raise PlanInputError("--gpu-memory-utilization: a fraction of the GPU's memory, "
+                             "greater than 0 and at most 1 (vLLM cannot use host memory)")
+    spec = MODELS[model]
+    mml = req.get("max_model_len")
+    if mml is not None and not 1 <= mml <= spec.max_position_embeddings:
+        raise PlanInputError(f"--max-model-len: 1 to {spec.max_position_embeddings} "
+                             f"(the model's max_position_embeddings), not {mml}")
+    for flag, key in (("--max-num-seqs", "max_num_seqs"),
+                      ("--max-num-batched-tokens", "max_num_batched_tokens")):
+        if req.get(key) is not None and req[key] < 1:
+            raise PlanInputError(f"{flag}: must be 1 or more")
+    tp = req.get("tensor_parallel_size")
+    if tp is not None:
+        if tp < 1 or spec.num_attention_heads % tp:
+            ok = [t for t in (1, 2, 4, 8, 16, 32, 64) if spec.num_attention_heads % t == 0]
+            raise PlanInputError(f"--tensor-parallel-size: must divide the model's "
+                                 f"{spec.num_attention_heads} attention heads: "
+                                 + ", ".join(map(str, ok)))
+        if tp > gpus:
+            raise PlanInputError(f"--tensor-parallel-size: {tp} is more than --gpus ({gpus})")
+    kv = req.get("kv_cache_dtype")
+    if kv is not None and kv not in KV_DTYPES:
+        raise PlanInputError("--kv-cache-dtype: accepted: " + ", ".join(KV_DTYPES))
+
+
+def make_plan(model: str, vllm: str, gpu_name: str, compute_capability: str,
+              gpu_memory_mib: int, gpu_free_mib: int | None = None, gpus: int = 1,
+              **requested) -> dict:
+    """The plan for one host: the dict `python -m deploy.plan ... --json` prints.
+
+    `requested` takes the serving flags by their vLLM names: gpu_memory_utilization,
+    max_model_len, max_num_seqs, max_num_batched_tokens, tensor_parallel_size,
+    kv_cache_dtype ("auto" or "fp8"), enforce_eager. Missing or None ones are chosen.
+    Raises PlanInputError for bad input.
+    """
+    known = {"gpu_memory_utilization", "max_model_len", "max_num_seqs",
+             "max_num_batched_tokens", "tensor_parallel_size", "kv_cache_dtype",
+             "enforce_eager"}
+    unknown = set(requested) - known
+    if unknown:
+        raise PlanInputError(f"unknown setting(s) {sorted(unknown)}; accepted: "
+                             + ", ".join(sorted(known)))
+    req = {k: v for k, v in requested.items() if v is not None}
+    _check(model, vllm, compute_capability, gpu_memory_mib, gpu_free_mib, gpus, req)
+
+    verdict = kernel_verdict(vllm, compute_capability, gpu_name)
+    spec = MODELS[model]
+    gpu = vram.Gpu(gpu_name, gpu_memory_mib, gpu_free_mib)
+    choice = vram.choose(spec, gpu, gpus, vllm, verdict.moe_backend, req)
+    cfg, est = choice.config, choice.estimate
+
+    reasons: list[str] = []
+    if not verdict.supported:
+        reasons.append(verdict.reason + (f" Fix: {verdict.remedy}" if verdict.remedy else ""))
+    if not est.fits:
+        reasons.extend(vram.fixes(spec, gpu, gpus, vllm, verdict.moe_backend, cfg, est))
+    elif choice.changed:
+        reasons.extend(choice.changed)
+
+    args = [
+        "--tensor-parallel-size", str(cfg.tensor_parallel_size),
+        "--gpu-memory-utilization", f"{cfg.gpu_memory_utilization:g}",
+        "--max-model-len", str(cfg.max_model_len),
+        "--max-num-seqs", str(cfg.max_num_seqs),
+        "--max-num-batched-tokens", str(cfg.max_num_batched_tokens),
+    ]
+    if cfg.kv_cache_dtype != "auto":
+        args += ["--kv-cache-dtype", cfg.kv_cache_dtype]
+    if cfg.enforce_eager:
+        args.append("--enforce-eager")
+
+    return {
+        "model": model,
+        "vllm": vllm,
+        "gpu": gpu_name,
+        "gpus": gpus,
+        "kernel_supported": verdict.supported,
+        "kernel_reason": verdict.reason,
+        "fits": est.fits,
+        "weights_gib": round(est.weights_gib, 2),
+        "kv_cache_gib": round(max(est.kv_cache_gib, 0.0), 2),
+        "kv_cache_tokens": int(est.kv_cache_tokens),
+        "max_concurrency": round(est.max_concurrency, 2),
+        "max_model_len": cfg.max_model_len,
+        "max_num_seqs": cfg.max_num_seqs,
+        "gpu_memory_utilization": cfg.gpu_memory_utilization,
+        "tensor_parallel_size": cfg.tensor_parallel_size,
+        "max_num_batched_tokens": cfg.max_num_batched_tokens,
+        "kv_cache_dtype": cfg.kv_cache_dtype,
+        "enforce_eager": cfg.enforce_eager,
+        "vllm_args": args,
+        "env": dict(verdict.env),
+        "moe_backend": verdict.moe_backend,
+        "attention_backend": verdict.attention_backend,
+        "reasons": reasons,
+        "memory": {
+            "cuda_total_gib": round(est.cuda_total_gib, 2),
+            "free_at_start_gib": round(est.free_gib, 2),
+            "requested_gib": round(est.requested_gib, 2),
+            "activation_peak_gib": round(est.activation_peak_gib, 2),
+            "non_torch_gib": round(est.non_torch_gib, 2),
+            "cudagraph_in_budget_gib": round(est.cudagraph_estimate_gib, 2),
+            "cudagraph_capture_gib": round(est.cudagraph_actual_gib, 2),
+            "kv_cache_gib_unclipped": round(est.kv_cache_gib, 2),
+            "kv_needed_for_one_request_gib": round(est.kv_needed_gib, 2),
+            "longest_model_len_that_fits": est.estimated_max_model_len,
+            "headroom_gib": round(est.headroom_gib, 2),
+            "failure": est.failure,
+        },
+    }
+
+
+def exit_code(plan: dict) -> int:
+    return 0 if plan["kernel_supported"] and plan["fits"] else 1
+
+
+def render(plan: dict) -> str:
+    """The plan for a person to read."""
+    m = plan["memory"]
+    ok = "yes" if plan["kernel_supported"] else "NO"
+    fits = "yes" if plan["fits"] else "NO"
+    lines = [
+        f"{plan['model']} on {plan['gpus']} x {plan['gpu']} with vLLM {plan['vllm']}",
+        f"  kernels: {ok} - {plan['kernel_reason']}",
+        f"  fits:    {fits}",
+        f"  per GPU: {m['cuda_total_gib']:.2f} GiB as CUDA sees it, "
+        f"{m['free_at_start_gib']:.2f} GiB free at start-up, "
+        f"{m['requested_gib']:.2f} GiB requested "
+        f"(gpu_memory_utilization {plan['gpu_memory_utilization']})",
+        f"           weights {plan['weights_gib']:.2f} + activations "
+        f"{m['activation_peak_gib']:.2f} + non-torch {m['non_torch_gib']:.2f} + CUDA graphs "
+        f"{m['cudagraph_in_budget_gib']:.2f} GiB -> KV cache {plan['kv_cache_gib']:.2f} GiB",
+        f"  KV cache: {plan['kv_cache_tokens']:,} tokens; maximum concurrency for "
+        f"{plan['max_model_len']:,} tokens per request: {plan['max_concurrency']:.2f}x",
+        "  vllm serve " + plan["model"] + " " + " ".join(plan["vllm_args"]),
+    ]
+    if plan["env"]:
+        lines.append("  environment: " + " ".join(f"{k}={v}" for k, v in plan["env"].items()))
+    if plan["reasons"]:
+        lines.append("  notes:")
+        lines.extend(f"  - {r}" for r in plan["reasons"])
+    return "\n".join(lines)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # exit 2 with the flag named, as argparse does
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m deploy.plan", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", required=True, help="one of: " + ", ".join(MODELS))
+    p.add_argument("--vllm", required=True, help="vLLM version, e.g. 0.10.1+gptoss, 0.33.0")
+    p.add_argument("--gpu", required=True, help="GPU name as nvidia-smi prints it")
+    p.add_argument("--compute-capability", required=True, help="e.g. 9.0")
+    p.add_argument("--gpu-memory-mib", required=True, type=int,
+                   help="nvidia-smi memory.total of one GPU, MiB")
+    p.add_argument("--gpu-free-mib", type=int, help="nvidia-smi memory.free now, MiB")
+    p.add_argument("--gpus", type=int, default=1, help="identical GPUs in the host")
+    p.add_argument("--gpu-memory-utilization", type=float)
+    p.add_argument("--max-model-len", type=int)
+    p.add_argument("--max-num-seqs", type=int)
+    p.add_argument("--max-num-batched-tokens", type=int)
+    p.add_argument("--tensor-parallel-size", type=int)
+    p.add_argument("--kv-cache-dtype", choices=KV_DTYPES)
+    p.add_argument("--enforce-eager", action="store_true", default=None)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = _parser().parse_args(argv)
+    try:
+        plan = make_plan(
+            a.model, a.vllm, a.gpu, a.compute_capability, a.gpu_memory_mib,
+            gpu_free_mib=a.gpu_free_mib, gpus=a.gpus,
+            gpu_memory_utilization=a.gpu_memory_utilization, max_model_len=a.max_model_len,
+            max_num_seqs=a.max_num_seqs, max_num_batched_tokens=a.max_num_batched_tokens,
+            tensor_parallel_size=a.tensor_parallel_size, kv_cache_dtype=a.kv_cache_dtype,
+            enforce_eager=a.enforce_eager,
+        )
+    except PlanInputError as e:
+        print(f"python -m deploy.plan: error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(plan, indent=2) if a.json else render(plan))
+    return exit_code(plan)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
