@@ -8,7 +8,7 @@ a crash.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from pyinfra.api import FactBase
 
@@ -20,8 +20,15 @@ PROC_FIELDS = ("gpu_uuid", "pid", "process_name", "used_memory")
 SMI = "PATH=$PATH:/usr/lib/wsl/lib nvidia-smi"
 
 
+class JsonFact:
+    """Lets ``pyinfra INVENTORY fact deploy.host_facts.X`` print these facts as JSON."""
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
 @dataclass
-class Gpu:
+class Gpu(JsonFact):
     index: int
     name: str
     uuid: str
@@ -34,7 +41,7 @@ class Gpu:
 
 
 @dataclass
-class GpuReport:
+class GpuReport(JsonFact):
     """What nvidia-smi says: ``state`` is ``ok``, ``no-driver`` (no nvidia-smi) or ``error``."""
 
     state: str
@@ -42,10 +49,19 @@ class GpuReport:
     cuda_version: str | None = None
     processes: list[dict] = field(default_factory=list)
     error: str | None = None
+    # pids of our own server's unit: its memory is ours to plan with on a re-run
+    own_pids: set[int] = field(default_factory=set)
 
     @property
     def driver_version(self) -> str | None:
         return self.gpus[0].driver_version if self.gpus else None
+
+    def free_for_plan_mib(self, gpu: Gpu) -> int:
+        """Free memory of ``gpu`` plus what our own running server holds there (it is replaced on
+        a restart); memory of every other process counts as taken."""
+        own = sum(p["used_mib"] or 0 for p in self.processes
+                  if p["pid"] in self.own_pids and p["gpu_uuid"] == gpu.uuid)
+        return min(gpu.memory_total_mib, gpu.memory_free_mib + own)
 
 
 def _mib(value: str) -> int:
@@ -84,13 +100,15 @@ def parse_gpu_report(output: list[str]) -> GpuReport:
         if len(cells) == 4 and cells[1].isdigit():
             procs.append({"gpu_uuid": cells[0], "pid": int(cells[1]), "name": cells[2],
                           "used_mib": _mib(cells[3]) if cells[3][:1].isdigit() else None})
-    return GpuReport("ok", parse_gpu_csv(rows), cuda.group(1) if cuda else None, procs)
+    own = {int(p) for p in tagged.get("OWN", []) if p.strip().isdigit()}
+    return GpuReport("ok", parse_gpu_csv(rows), cuda.group(1) if cuda else None, procs, own_pids=own)
 
 
 class GpuFacts(FactBase):
-    """The host's NVIDIA GPUs, driver, CUDA version and compute processes, from nvidia-smi."""
+    """The host's NVIDIA GPUs, driver, CUDA version and compute processes, from nvidia-smi;
+    with the pids of ``service``'s unit (our own server, if it runs)."""
 
-    def command(self) -> str:
+    def command(self, service: str = "vllm") -> str:
         return (
             f"if ! {SMI} -L >/dev/null 2>&1 && ! command -v nvidia-smi >/dev/null 2>&1 "
             "&& [ ! -x /usr/lib/wsl/lib/nvidia-smi ]; then echo 'STATE: absent'; exit 0; fi; "
@@ -98,7 +116,9 @@ class GpuFacts(FactBase):
             "echo \"STATE: rc$?\"; echo \"$out\" | sed 's/^/GPU: /'; "
             f"{SMI} 2>/dev/null | grep -o 'CUDA Version: [0-9.]*' | sed 's/^/CUDA: /'; "
             f"{SMI} --query-compute-apps={','.join(PROC_FIELDS)} --format=csv,noheader,nounits "
-            "2>/dev/null | sed 's/^/PROC: /'; true"
+            "2>/dev/null | sed 's/^/PROC: /'; "
+            f"cat /sys/fs/cgroup/system.slice/{service}.service/cgroup.procs "
+            f"/sys/fs/cgroup/systemd/system.slice/{service}.service/cgroup.procs 2>/dev/null | sed 's/^/OWN: /'; true"
         )
 
     def process(self, output) -> GpuReport:
@@ -106,7 +126,7 @@ class GpuFacts(FactBase):
 
 
 @dataclass
-class Platform:
+class Platform(JsonFact):
     distro: str
     version: str
     like: str
@@ -161,3 +181,36 @@ class PlatformFacts(FactBase):
 
     def process(self, output) -> Platform:
         return parse_platform(list(output))
+
+
+@dataclass
+class Installed(JsonFact):
+    """What a previous deploy (or the owner) left: driver, uv, the vLLM of the active venv."""
+
+    driver_loaded: str | None
+    uv: str | None
+    vllm: str | None
+    active_venv: str | None
+
+
+def parse_installed(output: list[str]) -> Installed:
+    kv = dict(line.split("=", 1) for line in output if "=" in line)
+    return Installed(driver_loaded=kv.get("DRIVER") or None, uv=(kv.get("UV") or "").removeprefix("uv ") or None,
+                     vllm=kv.get("VLLM") or None, active_venv=kv.get("VENV") or None)
+
+
+class InstalledFacts(FactBase):
+    """The loaded NVIDIA kernel module's version, uv's version and the active venv's vLLM."""
+
+    def command(self, install_dir: str = "/opt/vllm") -> str:
+        current = f"{install_dir}/current"
+        return (
+            "echo \"DRIVER=$(cat /sys/module/nvidia/version 2>/dev/null)\"; "
+            "echo \"UV=$(uv --version 2>/dev/null | cut -d' ' -f1-2)\"; "
+            f"echo \"VENV=$(readlink -f {current} 2>/dev/null)\"; "
+            f"echo \"VLLM=$(ls -d {current}/lib/python3*/site-packages/vllm*.dist-info 2>/dev/null | head -1 "
+            "| sed -E 's/.*vllm(_cpu)?-([^/]+)\\.dist-info/\\2/')\""
+        )
+
+    def process(self, output) -> Installed:
+        return parse_installed(list(output))

@@ -50,7 +50,7 @@ def uv_venv(path: str, python: str):
     pyinfra 3.10's own ``uv.venv`` looks for ``PATH/.venv/bin/activate`` but creates the venv in
     ``PATH`` itself, so it is never idempotent for a venv folder of its own; this one is.
     """
-    if host.get_fact(File, path=f"{path}/bin/python"):
+    if host.get_fact(File, path=f"{path}/pyvenv.cfg"):
         host.noop(f"venv {path} exists")
         return
     yield StringCommand("uv", "venv", "--python", shlex.quote(python), shlex.quote(path))

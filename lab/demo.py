@@ -53,11 +53,11 @@ def prepare(n: int = 2, ufw_hosts: int = 1) -> Lab:
     return lab
 
 
-def deploy(lab: Lab, *args: str, echo: bool = False) -> tuple[int, str, float]:
+def deploy(lab: Lab, *args: str, echo: bool = False, deploy_file: str = "deploy.py") -> tuple[int, str, float]:
     """Run the real pyinfra CLI on inventories/lab.py; return (exit code, output, seconds)."""
     env = dict(os.environ, VLLM_LAB_DIR=str(lab.state_dir), PYTHONUNBUFFERED="1")
     start = time.monotonic()
-    cmd = [str(Path(sys.executable).parent / "pyinfra"), "-y", *args, "inventories/lab.py", "deploy.py"]
+    cmd = [str(Path(sys.executable).parent / "pyinfra"), "-y", *args, "inventories/lab.py", deploy_file]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines = []
     for line in proc.stdout:

