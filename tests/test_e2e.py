@@ -39,7 +39,7 @@ def lab():
 
 @pytest.fixture(scope="module")
 def deployed(lab):
-    rc, output, seconds = demo.deploy(lab, "-v")
+    rc, output, seconds = demo.deploy(lab, "-v", "--diff")  # --diff: file contents shown, never the key
     TIMINGS["first deploy, 2 hosts in parallel"] = seconds
     assert rc == 0, output[-6000:]
     return output
