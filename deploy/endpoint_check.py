@@ -73,7 +73,23 @@ def verify(url: str, model: str, key: str, timeout_s: float, unit_active=None) -
     assert anonymous.status_code == 401, (
         f"POST /v1/chat/completions without the key gave {anonymous.status_code}, not 401: "
         "the endpoint is open to anyone")
+    figures["gpu_free_mib"] = gpu_headroom_mib()
     return figures
+
+
+def gpu_headroom_mib() -> list[int] | None:
+    """Free memory per GPU as NVML reads it once the server runs (None without a GPU/NVML)."""
+    try:
+        import pynvml as nv
+
+        nv.nvmlInit()
+    except Exception:  # noqa: BLE001 - no NVIDIA driver or no nvidia-ml-py: nothing to read
+        return None
+    try:
+        return [nv.nvmlDeviceGetMemoryInfo(nv.nvmlDeviceGetHandleByIndex(i)).free // 2**20
+                for i in range(nv.nvmlDeviceGetCount())]
+    finally:
+        nv.nvmlShutdown()
 
 
 def unit_is_active(service: str) -> bool:

@@ -7,8 +7,11 @@ a crash.
 
 from __future__ import annotations
 
+import json
 import re
+import shlex
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from pyinfra.api import FactBase
 
@@ -51,6 +54,8 @@ class GpuReport(JsonFact):
     error: str | None = None
     # pids of our own server's unit: its memory is ours to plan with on a re-run
     own_pids: set[int] = field(default_factory=set)
+    # NVML's reading (deploy/nvml_probe.py) where the venv's Python could make it, else None
+    nvml: dict | None = None
 
     @property
     def driver_version(self) -> str | None:
@@ -59,6 +64,10 @@ class GpuReport(JsonFact):
     def free_for_plan_mib(self, gpu: Gpu) -> int:
         """Free memory of ``gpu`` plus what our own running server holds there (it is replaced on
         a restart); memory of every other process counts as taken."""
+        by_nvml = next((g for g in (self.nvml or {}).get("gpus", []) if g.get("uuid") == gpu.uuid), None)
+        if by_nvml:  # NVML: the driver's own free figure and per-process bytes
+            own = sum(p["used_bytes"] or 0 for p in by_nvml["processes"] if p["pid"] in self.own_pids) // 2**20
+            return min(gpu.memory_total_mib, by_nvml["free_mib"] + own)
         own = sum(p["used_mib"] or 0 for p in self.processes
                   if p["pid"] in self.own_pids and p["gpu_uuid"] == gpu.uuid)
         return min(gpu.memory_total_mib, gpu.memory_free_mib + own)
@@ -214,3 +223,20 @@ class InstalledFacts(FactBase):
 
     def process(self, output) -> Installed:
         return parse_installed(list(output))
+
+
+class NvmlFacts(FactBase):
+    """GPU memory through NVML (``deploy/nvml_probe.py``), run with ``python`` where that Python
+    and the driver are there (the venv's Python after a first install); None otherwise."""
+
+    def command(self, python: str) -> str:
+        source = (Path(__file__).parent / "nvml_probe.py").read_text()
+        return f"if [ -x {shlex.quote(python)} ]; then {shlex.quote(python)} -c {shlex.quote(source)}; fi; true"
+
+    def process(self, output):
+        text = "\n".join(output).strip()
+        try:
+            data = json.loads(text) if text else None
+        except json.JSONDecodeError:
+            return None
+        return data if data and "gpus" in data else None

@@ -6,7 +6,7 @@ from pyinfra import host, inventory
 from pyinfra.api.exceptions import PyinfraError
 
 from deploy.firewall import firewall
-from deploy.host_facts import GpuFacts, InstalledFacts, PlatformFacts
+from deploy.host_facts import GpuFacts, InstalledFacts, NvmlFacts, PlatformFacts
 from deploy.preflight import Verdict, judge, table
 from deploy.python_env import vllm_venv
 from deploy.service import service
@@ -31,6 +31,8 @@ def preflight_this_host() -> Verdict:
     """Read this host's facts, judge it, and print the inventory's table after the last host."""
     s = inventory_settings()[host.name]
     gpu = host.get_fact(GpuFacts, service=s.service_name) if s.backend == "cuda" else None
+    if gpu is not None and gpu.state == "ok":
+        gpu.nvml = host.get_fact(NvmlFacts, python=f"{s.current_link}/bin/python")
     verdict = judge(s, host.get_fact(PlatformFacts), gpu)
     installed = host.get_fact(InstalledFacts, install_dir=s.install_dir)
     verdict.installed = f"vllm {installed.vllm}" if installed.vllm else "-"
