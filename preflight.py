@@ -1,11 +1,11 @@
 """A preflight-only run: ``pyinfra inventories/lab.py preflight.py``.
 
-Checks every host's settings, reads each host's facts (platform, GPUs, driver) and prints one
-table for the whole inventory: host, platform, GPUs, compute capability, VRAM free/total, driver
-and the verdict with its VRAM plan; a host that cannot serve gets the reason and what to do.
-It changes nothing on any host.
+Checks every host's settings, reads each host's facts (platform, GPUs, driver, what is installed)
+and prints one table for the whole inventory: host, platform, GPUs, compute capability, VRAM
+free/total, driver and the verdict with its VRAM plan; a host that cannot serve gets the reason and
+what to do. It changes nothing on any host.
 """
 
-from deploy.run import preflight_this_host
+from deploy.run import preflight_only
 
-preflight_this_host()
+preflight_only()

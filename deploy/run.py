@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from pyinfra import host, inventory
 from pyinfra.api.exceptions import PyinfraError
 
+from deploy.cuda_toolkit import cuda_toolkit
+from deploy.driver import nvidia_driver
 from deploy.firewall import firewall
 from deploy.host_facts import GpuFacts, InstalledFacts, NvmlFacts, PlatformFacts
-from deploy.preflight import Verdict, judge, table
+from deploy.preflight import Verdict, judge, platform_text, table
 from deploy.python_env import vllm_venv
 from deploy.service import service
-from deploy.settings import SettingsError, validate_inventory
+from deploy.settings import Settings, SettingsError, validate_inventory
 from deploy.stop import stop_host
 from deploy.system import base_system
 from deploy.weights import check_disk, model_weights
+from deploy.wsl import WslFacts, nat_firewall_sources, networking_mode, wsl_host, wsl_port_mapping
 
 # verdicts of this run, by host name: the table is printed once every active host is judged
 VERDICTS: dict[str, Verdict] = {}
@@ -27,33 +32,58 @@ def inventory_settings() -> dict:
         raise PyinfraError(str(exc)) from None
 
 
-def preflight_this_host() -> Verdict:
-    """Read this host's facts, judge it, and print the inventory's table after the last host."""
-    s = inventory_settings()[host.name]
-    gpu = host.get_fact(GpuFacts, service=s.service_name) if s.backend == "cuda" else None
-    if gpu is not None and gpu.state == "ok":
-        gpu.nvml = host.get_fact(NvmlFacts, python=f"{s.current_link}/bin/python")
-    verdict = judge(s, host.get_fact(PlatformFacts), gpu)
-    installed = host.get_fact(InstalledFacts, install_dir=s.install_dir)
-    verdict.installed = f"vllm {installed.vllm}" if installed.vllm else "-"
-    VERDICTS[host.name] = verdict
+def record(verdict: Verdict) -> Verdict:
+    """Keep this host's verdict; after the last active host, print the inventory's table."""
+    VERDICTS[verdict.host] = verdict
     active = [h.name for h in inventory.get_active_hosts()]
     if all(name in VERDICTS for name in active):
         print("\n--> Preflight\n" + table([VERDICTS[name] for name in active]) + "\n", flush=True)
     return verdict
 
 
+def preflight_this_host(s: Settings) -> Verdict:
+    """Read this host's facts (platform, GPUs through nvidia-smi and NVML, what is installed) and judge it."""
+    gpu = host.get_fact(GpuFacts, service=s.service_name) if s.backend == "cuda" else None
+    if gpu is not None and gpu.state == "ok":
+        gpu.nvml = host.get_fact(NvmlFacts, python=f"{s.current_link}/bin/python")
+    verdict = judge(s, host.get_fact(PlatformFacts), gpu)
+    installed = host.get_fact(InstalledFacts, install_dir=s.install_dir)
+    verdict.installed = f"vllm {installed.vllm}" if installed.vllm else "-"
+    return verdict
+
+
+def preflight_only() -> None:
+    """``preflight.py``: the verdict and the table, no operation."""
+    record(preflight_this_host(inventory_settings()[host.name]))
+
+
 def deploy_this_host() -> None:
-    """Preflight, base system, venv, weights, firewall, service and verification for ``host``."""
+    """WSL2 and the driver, preflight, base system, venv, weights, firewall, service, verification."""
     s = inventory_settings()[host.name]
-    verdict = preflight_this_host()
+    platform = host.get_fact(PlatformFacts)
+    if not wsl_host(s, platform):
+        record(Verdict(s.host, False, platform_text(platform), summary="WSL: stopped (see the STOP line)"))
+        return
+    gpu = host.get_fact(GpuFacts, service=s.service_name) if s.backend == "cuda" else None
+    driver = nvidia_driver(s, platform, gpu)
+    if driver.action != "none":  # installed or stopped: the verdict needs the new driver's facts
+        record(Verdict(s.host, False, platform_text(platform), summary=f"driver: {driver.action}",
+                       detail=driver.reason))
+        return
+    verdict = record(preflight_this_host(s))
     if not verdict.ok:
         stop_host(verdict.message)
         return
     if not check_disk(s):
         return
+    if cuda_toolkit(s, platform, gpu, driver).action == "stop":
+        return
+    if platform.kind == "wsl2":  # NAT mode: Windows' portproxy connects from the WSL gateway
+        wsl = host.get_fact(WslFacts)
+        s = replace(s, allowed_sources=s.allowed_sources + nat_firewall_sources(wsl, networking_mode(wsl)[0]))
     base_system(s)
     changed = vllm_venv(s)
     changed += model_weights(s)
     firewall_unit = firewall(s)
     service(s, changed, plan_args=verdict.plan_args, kernel_env=verdict.kernel_env, firewall_unit=firewall_unit)
+    wsl_port_mapping(s, platform)

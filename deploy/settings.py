@@ -48,6 +48,15 @@ the bad value and what is accepted, before any operation runs.
 | extra_args | [] | more ``vllm serve`` arguments |
 | start_timeout_s | 1800 | how long systemd and the checks wait for the server to be ready |
 | min_free_disk_gib | 5 | head room left on disk beyond the weights and the venv |
+| nvidia_driver | ``auto`` | ``auto``/``install``: native Linux gets NVIDIA's driver if missing or too old (driver.py) |
+| | | ``install`` is an error on WSL2 (Windows' driver only); ``none``: never installed, only judged |
+| nvidia_driver_branch | None (from the pinned vLLM: 580 for 0.20+) | driver branch to install, e.g. ``580`` |
+| nvidia_kernel_modules | ``auto`` | ``auto`` (open), ``open``, ``proprietary`` (impossible on Blackwell) |
+| driver_reboot | True | reboot after a driver install and wait; False: stop and ask for a reboot |
+| cuda_toolkit | None | e.g. ``13.0``: NVIDIA's toolkit + /etc/profile.d/cuda.sh (cuda_toolkit.py); |
+| | | only for building kernels / FlashInfer JIT: serving from wheels needs none |
+| cuda_repo_url | None (NVIDIA's) | a mirror of this host's CUDA repository (``.../repos/ubuntu2404/x86_64/``) |
+| windows_script_dir | None (/mnt/c/Users/Public/vllm-deploy, else <install_dir>/windows) | WSL2 port script |
 """
 
 from __future__ import annotations
@@ -140,6 +149,13 @@ class Settings:
     extra_args: list[str] = field(default_factory=list)
     start_timeout_s: int = 1800
     min_free_disk_gib: int = 5
+    nvidia_driver: str = "auto"
+    nvidia_driver_branch: str | None = None
+    nvidia_kernel_modules: str = "auto"
+    driver_reboot: bool = True
+    cuda_toolkit: str | None = None
+    cuda_repo_url: str | None = None
+    windows_script_dir: str | None = None
     # from pyinfra's own connector data, used to keep SSH open
     ssh_port: int = 22
 
@@ -210,7 +226,8 @@ def load_settings(host: str, data: dict[str, Any], environ: dict[str, str] | Non
     _fill_defaults(settings)
     problems.extend(_check_backend_and_model(settings))
     if settings.backend in BACKENDS:
-        for check in (_check_package, _check_network, _check_serving, _check_paths_and_names):
+        for check in (_check_package, _check_network, _check_serving, _check_paths_and_names,
+                      _check_platform):
             problems.extend(check(settings))
     if not problems:
         problems.extend(_load_api_key(settings, environ))
@@ -430,3 +447,36 @@ def validate_inventory(hosts: list[tuple[str, dict[str, Any]]],
         raise SettingsError(
             "bad settings, nothing was changed on any host:\n  " + "\n  ".join("\n".join(problems).splitlines()))
     return good
+
+
+def _check_platform(s: Settings) -> list[str]:
+    """The driver, CUDA toolkit and WSL settings (deploy/driver.py, cuda_toolkit.py, wsl.py)."""
+    from deploy.kernel_support import min_driver_for
+    from deploy.platform_data import TOOLKIT_VERSIONS
+
+    out = []
+    if s.nvidia_driver not in ("auto", "install", "none"):
+        out.append(_problem(s.host, "nvidia_driver", s.nvidia_driver, "one of auto, install, none"))
+    branch = s.nvidia_driver_branch
+    if branch is not None:
+        minimum = min_driver_for(s.vllm_version) if s.backend == "cuda" else None
+        if not re.fullmatch(r"\d{3}", str(branch)):
+            out.append(_problem(s.host, "nvidia_driver_branch", branch, "a driver branch such as '580'"))
+        elif minimum and int(branch) < int(minimum.split(".")[0]):
+            out.append(_problem(s.host, "nvidia_driver_branch", branch,
+                                f"a branch of at least {minimum.split('.')[0]}: vLLM {s.vllm_version} needs "
+                                f"driver >= {minimum}"))
+    if s.nvidia_kernel_modules not in ("auto", "open", "proprietary"):
+        out.append(_problem(s.host, "nvidia_kernel_modules", s.nvidia_kernel_modules, "one of auto, open, proprietary"))
+    if not isinstance(s.driver_reboot, bool):
+        out.append(_problem(s.host, "driver_reboot", s.driver_reboot, "true or false"))
+    if s.cuda_toolkit is not None and str(s.cuda_toolkit) not in TOOLKIT_VERSIONS:
+        out.append(_problem(s.host, "cuda_toolkit", s.cuda_toolkit,
+                            f"one of {', '.join(TOOLKIT_VERSIONS)} (as a string), or leave it unset: serving "
+                            "from wheels needs no toolkit"))
+    if s.cuda_repo_url is not None and not re.match(r"^(https?|file)://\S+/$", str(s.cuda_repo_url)):
+        out.append(_problem(s.host, "cuda_repo_url", s.cuda_repo_url,
+                            "the URL of this host's CUDA repository, ending in '/'"))
+    if s.windows_script_dir is not None and not str(s.windows_script_dir).startswith("/"):
+        out.append(_problem(s.host, "windows_script_dir", s.windows_script_dir, "an absolute folder on the host"))
+    return out

