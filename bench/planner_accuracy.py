@@ -32,12 +32,20 @@ from deploy.plan import make_plan  # noqa: E402
 LOGS = ROOT / "tests" / "data" / "startup_logs"
 
 PATTERNS = {
-    "weights_gib": r"Model loading took ([\d.]+) ?GiB",
+    "weights_gib": r"Model loading took:? ([\d.]+) ?GiB",
     "kv_cache_gib": r"Available KV cache memory: (-?[\d.]+) GiB",
     "kv_cache_tokens": r"GPU KV cache size: ([\d,]+) tokens",
     "max_concurrency": r"Maximum concurrency for [\d,]+ tokens per request: ([\d.]+)x",
     "kv_needed_gib": r"\(([\d.]+) GiB KV cache is needed",
     "longest_len": r"estimated maximum model length is (\d+)",
+}
+# The same figures as a boot record stores them (Apron's verification reports: vLLM's own
+# accounting in bytes), read when the quoted text has no log line for them.
+RECORD_FIELDS = {
+    "weights_gib": r'"model_weight_memory":\s*(\d+)',
+    "kv_cache_gib": r'"available_kv_cache_memory":\s*(\d+)',
+    "kv_cache_tokens": r'"kv_cache_tokens":\s*(\d+)',
+    "max_concurrency": r'"max_concurrency":\s*([\d.]+)',
 }
 INT_KEYS = {"gpu_memory_mib", "gpu_free_mib", "gpus", "tensor_parallel_size", "max_model_len",
             "max_num_seqs", "max_num_batched_tokens"}
@@ -60,11 +68,18 @@ def read_case(path: Path) -> dict:
         else:
             case[key] = value.strip()
     logged = {}
+    body = body.replace("**", "")  # log lines transcribed in Markdown bold
     for key, pat in PATTERNS.items():
         found = re.findall(pat, body)
         if found:
             v = found[-1].replace(",", "")
             logged[key] = float(v) if "." in v else int(v)
+    for key, pat in RECORD_FIELDS.items():
+        found = re.findall(pat, body)
+        if found and key not in logged:
+            v = found[-1]
+            logged[key] = (round(int(v) / 2**30, 3) if key.endswith("_gib")
+                           else float(v) if "." in v else int(v))
     case["logged"] = logged
     return case
 

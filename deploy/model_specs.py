@@ -149,6 +149,19 @@ class ModelSpec:
         layout adds beyond that padding (see vram.py's WEIGHT_LAYOUTS: fitted to real loads).
         """
         h = self.hidden_size
+        i_rank = _round_up(-(-self.intermediate_size // tp), intermediate_pad)
+        h_pad = _round_up(h, hidden_pad)
+        e = self.num_local_experts
+        values = self.num_hidden_layers * 3 * e * i_rank * h_pad
+        mx = values * MXFP4_BYTES_PER_VALUE + values / MXFP4_BLOCK
+        bias = self.num_hidden_layers * e * (2 * i_rank + h_pad)
+        return int(self.rank_dense_bytes(tp) + bias * BF16_BYTES + mx * expert_scale)
+
+    def rank_dense_bytes(self, tp: int) -> int:
+        """bf16 bytes of one rank's non-expert tensors: attention (heads split, KV heads
+        replicated beyond their number), vocabulary-parallel embeddings and lm_head (vocab
+        padded to 64 per rank), router and norms (replicated)."""
+        h = self.hidden_size
         heads = self.num_attention_heads // tp
         kv_heads = max(1, self.num_key_value_heads // tp)
         q, kv = heads * self.head_dim, kv_heads * self.head_dim
@@ -160,13 +173,7 @@ class ModelSpec:
             * (attn + self.router_params_per_layer() + self.norm_params_per_layer())
             + h
         )
-        i_rank = _round_up(-(-self.intermediate_size // tp), intermediate_pad)
-        h_pad = _round_up(h, hidden_pad)
-        e = self.num_local_experts
-        values = self.num_hidden_layers * 3 * e * i_rank * h_pad
-        mx = values * MXFP4_BYTES_PER_VALUE + values / MXFP4_BLOCK
-        bias = self.num_hidden_layers * e * (2 * i_rank + h_pad)
-        return int((bf16 + bias) * BF16_BYTES + mx * expert_scale)
+        return bf16 * BF16_BYTES
 
     def kv_bytes_per_token_per_layer(self, tp: int, dtype_bytes: int) -> int:
         """K and V of one token in one layer on one rank."""

@@ -14,7 +14,11 @@ logic sits at other lines in 0.10.1 .. 0.33.0):
    then the sampler over `max_num_seqs` rows of the full vocabulary) - the non-torch increase
    (CUDA/NCCL buffers) - from 0.20.0 the estimated CUDA graph memory unless eager
    (`VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS`, default 1 from 0.20.0; before 0.20 the graphs
-   are captured after the KV cache is allocated, outside the budget).
+   are captured after the KV cache is allocated, outside the budget). From 0.27.0
+   (`utils/mem_utils.py` memory_profiling) the non-KV part is `total_consumed` (free memory
+   at start-up minus free after profiling: weights, persistent buffers, non-torch) plus the
+   transient peak; from 0.29.0 the V2 model runner profiles (`v1/worker/gpu/`). What
+   changed per version is in the ACCOUNTING and TRITON_LOADS tables below.
 3. `v1/core/kv_cache_utils.py`: gpt-oss has as many sliding-window (128) as full-attention
    layers; the hybrid allocator makes two groups of equal size that share one pool. A block
    holds `block_size` (16) tokens of one layer: page = 16 x 2 x kv_heads x head_dim x dtype.
@@ -80,13 +84,21 @@ FACTS: dict[str, Fact] = {
         "(v1/sample/ops/topk_topp_triton.py, first in the 0.17.0 wheel read): the one public "
         "log of that era (0.19.0, A100, 20b) agrees within 0.2 GiB"),
     "sampler_bytes_per_vocab_entry_sort": Fact(
-        37.1, "bytes per (sequence x vocabulary entry)",
+        37.5, "bytes per (sequence x vocabulary entry)",
         "vllm#27508 (0.11.0, H100, 120b, util 0.95, 1024 seqs: 'Available KV cache memory: "
         "1.71 GiB') and vllm#23278 (0.10.1, H100, 120b, util 0.9: -2.14 GiB), weights as "
         "logged/modelled: the torch sort-based top-k/top-p (apply_top_k_top_p sorts the "
-        "logits), the default up to 0.14.0 (0.15.x-0.16.x not read; assumed the same)"),
+        "logits), the default up to 0.14.0 (0.15.x-0.16.x not read; assumed the same). The "
+        "least-squares 37.1 over-stated #27508's KV by 0.08 GiB; 37.5 plans neither log above "
+        "what vLLM logged (#23278 then -0.14 GiB)"),
+    "sampler_bytes_per_vocab_entry_light": Fact(
+        6.0, "bytes per (sequence x vocabulary entry)",
+        "source-read, not measured: the V2 model runner's profiling sampler (0.29.0 "
+        "v1/worker/gpu/model_runner.py _dummy_sampler_run) computes bf16 logits and samples "
+        "without top-k/top-p: bf16 logits + one fp32 copy = 6 bytes an entry; apron's 0.29.0 "
+        "H100 boot (1024 sequences) logged a 1.17 GiB transient peak, this gives 1.27"),
     "sampler_base_gib": Fact(0.119, "GiB", H100_RUNS + ": intercept of the sampler fit"),
-    "compile_peak_gib": Fact(
+    "compile_peak_gib": Fact(  # by version in ACCOUNTING (0.12.0+ use this figure)
         1.17, "GiB",
         H100_RUNS + ": with torch.compile + CUDA graphs the profiling peak never fell below "
         "1.10-1.17 GiB (g2, g3, g4), whatever the sequences and tokens"),
@@ -147,19 +159,102 @@ class WeightLayout:
 
 WEIGHT_LAYOUTS: dict[str, WeightLayout] = {
     "MARLIN": WeightLayout(
-        256, 128, (("0.0", 0.07),),
-        "round_up(hidden, 256), round_up(intermediate, 128); vllm#23278 (0.10.1, H100, "
-        "Marlin): 'Model loading took 65.9651 GiB' for 120b vs 65.90 computed"),
+        256, 128, (("0.0", 0.07), ("0.20.0", 0.13)),
+        "round_up(hidden, 256), round_up(intermediate, 128) (0.25.1 fused_moe/oracle/mxfp4.py "
+        "mxfp4_round_up_hidden_size_and_intermediate_size L640-645); vllm#23278 (0.10.1, H100, "
+        "Marlin): 'Model loading took 65.9651 GiB' for 120b vs 65.90 computed (+0.07; also "
+        "huikang 0.11.2 and the A100 0.19.0 log, 13.72); +0.13 from apron's RTX 4090 boot on "
+        "0.30.0 (model_weight_memory 13.80 GiB for 20b). 0.20.0-0.29.x were not measured: the "
+        "larger figure is assumed from 0.20.0 (over-stating weights only shrinks the KV plan)"),
     "TRITON": WeightLayout(
-        256, 64, (("0.0", -0.17), ("0.24.0", 0.14)),
-        "round_up(intermediate, 64); the triton_kernels Hopper swizzle pads hidden to 3072 "
-        "(fitted: the expert bytes grow 6.6%); vllm#33155 (0.14.1, H100): 'Model loading took "
-        "64.38 GiB' for 120b; H100 runs (0.24.0): 13.58 GiB (20b), 64.67 GiB (120b)"),
+        1, 64, (("0.0", 0.0),),
+        "computed part by part by triton_weight_bytes() with the TRITON_LOADS table below"),
     "FLASHINFER": WeightLayout(
         256, 256, (("0.0", 0.0),),
         "round_up(hidden, 256), round_up(intermediate, 256) for the TRT-LLM kernels; no "
         "Blackwell load was measured"),
 }
+
+
+# What the OpenAI Triton (triton_kernels matmul_ogs) MoE path leaves allocated after loading,
+# part by part (fused_moe/oracle/mxfp4.py convert_gpt_oss_weight_to_mxfp4_moe_kernel_format,
+# TRITON_BACKENDS branch, and quantization/utils/mxfp4_utils.py _swizzle_mxfp4):
+# - the dense bf16 tensors (model_specs.rank_dense_bytes);
+# - the MXFP4 values, intermediate per rank rounded up to 64, hidden NOT padded (the
+#   round-up function's default branch); the Hopper value swizzle (third_party/triton_kernels
+#   .../hopper_value.py) pads to 16 x 32 bytes, which 2880 and 1440 already are;
+# - the swizzled scales: HopperMXScaleLayout pads the non-MX dim to 256 and the MX dim to 2
+#   (hopper_scale.py swizzle_data): w13 5760 -> 5888 rows, w2 2880 -> 3072 rows; from 0.26.0
+#   the MX dim is padded to 4 first on SM90 ('Patches #47303: pad K (num scale groups) to 0
+#   mod 4', mxfp4_utils.py, read in 0.26.0-0.30.0, absent in 0.25.1): 90 -> 92 groups;
+#   below SM90 the layout is strided (no copy, no padding);
+# - the checkpoint's own scales: kept as dead Parameters up to 0.24.x, deleted from 0.25.0
+#   ('drop the now-dead weight/scale Parameters to free their memory', 0.25.1 oracle L1150;
+#   absent in 0.24.0; 0.25.0 not read, assumed like 0.25.1): this is the ~3.3 GiB drop of
+#   the 120b load after 0.24 (64.67 -> 61.29 / 61.43 GiB);
+# - the expert biases converted to fp32 (w13_bias.to(torch.float32), 0.24.0 oracle L1127);
+# - a residual `a + b x experts x layers` GiB the code does not show (fitted, per row).
+
+
+@dataclass(frozen=True)
+class TritonLoad:
+    versions: str  # PEP 440 specifier on the base version
+    keeps_checkpoint_scales: bool
+    scale_groups_pad: int  # the MX (K) dimension of the scales padded to this first (SM90)
+    residual_gib: float
+    residual_gib_per_expert_layer: float
+    source: str
+
+
+TRITON_LOADS: tuple[TritonLoad, ...] = (
+    TritonLoad("<0.24.0", True, 1, 0.08, 0.0,
+               "residual fitted: vllm#33155 (0.14.1, H100, 120b) 'Model loading took 64.38 "
+               "GiB' (+0.077 over the parts; rounded up), llm-d's 0.14 H100 20b 13.47 GiB "
+               "(+0.065); the 0.10.1+gptoss RTX 3090 load (strided, vllm#22331: 12.8848 GiB, "
+               "+0.056)"),
+    TritonLoad(">=0.24.0,<0.25.0", True, 1, 0.137, 5.0e-5,
+               H100_RUNS + ": 13.58 GiB (20b, +0.175 over the parts), 64.67 GiB (120b, "
+               "+0.367): two points, two coefficients"),
+    TritonLoad(">=0.25.0,<0.26.0", False, 1, 0.137, 5.0e-5,
+               "0.24.0's residual; jaminjeong (0.25.1, H100, 120b): 61.29 GiB logged, 61.34 "
+               "planned (over-states by 0.05: the safe side)"),
+    TritonLoad(">=0.26.0", False, 4, 0.137, 5.46e-5,
+               "apron (0.29.0, H100, 120b): model_weight_memory 61.43 GiB (+0.388 over the "
+               "parts; 0.24.0's intercept kept, the per-expert-layer term fitted); 0.26.0-"
+               "0.28.x and 20b on >= 0.26 not measured"),
+)
+
+
+def triton_load(vllm: str) -> TritonLoad:
+    v = Version(parse_version(vllm).base_version)
+    for row in TRITON_LOADS:
+        if v in SpecifierSet(row.versions):
+            return row
+    raise AssertionError(vllm)
+
+
+def triton_weight_bytes(spec: ModelSpec, tp: int, vllm: str, hopper_swizzle: bool = True) -> int:
+    """One rank's bytes after a Triton (matmul_ogs) MoE load; see TRITON_LOADS."""
+    row = triton_load(vllm)
+    layers, e, h = spec.num_hidden_layers, spec.num_local_experts, spec.hidden_size
+    i_rank = _round_up(_cdiv(spec.intermediate_size, tp), 64)
+    values = layers * e * (2 * i_rank * h + h * i_rank)
+    data = values // 2  # two FP4 values a byte
+    groups_13, groups_2 = _cdiv(h, 32), _cdiv(i_rank, 32)
+    ckpt_scales = layers * e * (2 * i_rank * groups_13 + h * groups_2)
+
+    def swizzled(rows: int, groups: int) -> int:
+        if not hopper_swizzle:
+            return rows * groups
+        return _round_up(rows, 256) * _round_up(_round_up(groups, row.scale_groups_pad), 2)
+
+    scales = layers * e * (swizzled(2 * i_rank, groups_13) + swizzled(h, groups_2))
+    if row.keeps_checkpoint_scales or not hopper_swizzle:
+        # strided (below SM90): the swizzle returns the checkpoint's scales themselves
+        scales = scales + ckpt_scales if hopper_swizzle else ckpt_scales
+    bias = layers * e * (2 * i_rank + h) * 4  # fp32
+    residual = (row.residual_gib + row.residual_gib_per_expert_layer * e * layers) * GIB
+    return int(spec.rank_dense_bytes(tp) + data + scales + bias + residual)
 
 
 # Start-ups that ran out of memory although the accounting above says they fit: version
@@ -176,6 +271,77 @@ KNOWN_START_UP_OOMS: tuple[dict, ...] = (
 )
 
 
+# What vLLM counts outside the weights and the KV cache, by version. `compile_peak_gib` is
+# the torch peak of the profiling run with torch.compile (not eager); `non_torch_gib` the
+# non-torch / persistent memory of one rank; `extra_gib_per_layer` what later versions count
+# beyond 0.24.0's accounting, per decoder layer (fitted: no line of the code explains it);
+# `penalty_bins` the V2 model runner's persistent [max_num_seqs, vocab] int32
+# `output_bin_counts` (v1/worker/gpu/sample/penalties.py, allocated at start-up and counted
+# since 0.27.0's accounting: total_consumed from mem_get_info); `cudagraph_estimate_extra_gib`
+# what the CUDA graph estimate adds to 0.24.0's fit.
+
+
+@dataclass(frozen=True)
+class Accounting:
+    versions: str  # PEP 440 specifier on the base version
+    sampler: str  # "sort", "kernel" or "light" (see VersionTraits)
+    compile_peak_gib: float
+    extra_gib_per_layer: float
+    penalty_bins: bool
+    cudagraph_estimate_extra_gib: float
+    source: str
+
+
+ACCOUNTING: tuple[Accounting, ...] = (
+    Accounting(
+        "<0.12.0", "sort", 0.83, 0.0, False, 0.0,
+        "compile peak fitted on huikang (0.11.2, H100, 120b, Marlin, 6 sequences, 8192 "
+        "batched tokens, graphs on): 76.01 requested - 65.9651 weights - 8.99 KV - 0.22 "
+        "non-torch = 0.83 GiB, below the 1.10-1.17 GiB that 0.24.0 peaks at; one log only. "
+        "Sampler: the torch sort-based top-k/top-p (FACTS sampler_bytes_per_vocab_entry_sort)"),
+    Accounting(
+        ">=0.12.0,<0.17.0", "sort", FACTS["compile_peak_gib"].value, 0.0, False, 0.0,
+        "0.24.0's compile peak (no log of 0.12-0.16 says otherwise); sort-based sampler"),
+    Accounting(
+        ">=0.17.0,<0.25.0", "kernel", FACTS["compile_peak_gib"].value, 0.0, False, 0.0,
+        H100_RUNS + " (0.24.0); the A100 0.19.0 log agrees (KV 36.56 GiB planned and logged)"),
+    Accounting(
+        ">=0.25.0,<0.29.0", "kernel", FACTS["compile_peak_gib"].value, 0.0405, False, 0.0,
+        "jaminjeong (0.25.1, H100, 120b, 8 sequences, 1024 batched tokens, util 0.95): 75.22 "
+        "requested - 61.29 weights - 10.52 KV = 3.41 GiB besides, against 1.17 compile peak + "
+        "0.22 non-torch + 0.48 graph estimate (logged: 0.95 -> 0.9439) = 1.87: +1.54 GiB. "
+        "With the planned weights (61.33) and graph estimate (0.53), 1.45 GiB = 0.0405 GiB a "
+        "layer. gpu_worker.py / mem_utils.py of 0.25.1 account as 0.24.0 does (only "
+        "torch.accelerator.get_memory_info replaced mem_get_info) and its weights path only "
+        "frees memory, so this is FITTED, not explained (torch 2.11 in 0.25.1 vs 0.24.0 is one "
+        "suspect); another process shared that GPU (2960 MiB) and may have grown during "
+        "profiling. 0.26.0-0.28.x not measured: assumed the same (0.27.0's total_consumed "
+        "accounting, mem_utils.py memory_profiling, counts more, not less)"),
+    Accounting(
+        ">=0.29.0", "light", FACTS["compile_peak_gib"].value, 0.033, True, 0.165,
+        "the V2 model runner is the default for every architecture from 0.29.0 (config/"
+        "vllm.py use_v2_model_runner; gpt-oss was not in DEFAULT_V2_MODEL_RUNNER_ARCHITECTURES "
+        "of 0.24.0-0.28.0): its profiling sampler skips top-k/top-p (v1/worker/gpu/"
+        "model_runner.py _dummy_sampler_run, 'the sampler may skip top_k, top_p') and it keeps "
+        "output_bin_counts [max_num_seqs, vocab] int32 on the GPU, which 0.27.0's accounting "
+        "(non-KV = total_consumed from get_memory_info + transient peak) counts. Fitted on "
+        "apron's two boots: 0.29.0 H100 120b (non_pytorch_increase 2.16 GiB, transient peak "
+        "1.17, graph estimate 0.80, 1024 sequences) and 0.30.0 RTX 4090 20b (1.30, 1.10, 0.63, "
+        "256 sequences): after 0.22 GiB and the penalty bins (0.77 / 0.19 GiB), 1.17 GiB / 36 "
+        "layers and 0.89 GiB / 24 layers remain; 0.033 GiB a layer keeps both plans at or "
+        "under the logged KV. Graph estimate +0.165 GiB (0.80 logged vs 0.635 from 0.24.0's "
+        "fit; the 4090's 0.63 vs 0.50 is +0.13: the larger taken)"),
+)
+
+
+def accounting(vllm: str) -> Accounting:
+    v = Version(parse_version(vllm).base_version)
+    for row in ACCOUNTING:
+        if v in SpecifierSet(row.versions):
+            return row
+    raise AssertionError(vllm)
+
+
 # --------------------------------------------------------------------------------------
 # vLLM versions: what changed when (read in each wheel).
 # --------------------------------------------------------------------------------------
@@ -190,7 +356,8 @@ class VersionTraits:
     # CUDA graph memory estimated and subtracted before sizing the KV cache (0.20.0+).
     cudagraph_in_budget: bool
     # sampler warm-up: "sort" (torch sort-based top-k/top-p, up to 0.16.x), "kernel" (the
-    # Triton top-k/top-p kernel from 0.17.0, FlashInfer's sampler from 0.22.0)
+    # Triton top-k/top-p kernel from 0.17.0, FlashInfer's sampler from 0.22.0), "light" (the
+    # V2 model runner from 0.29.0: logits and a plain sample, no top-k/top-p)
     sampler: str
     # 0.24.0 request_memory: math.ceil(total * util); earlier: a float product.
     source: str = ""
@@ -210,7 +377,7 @@ def version_traits(vllm: str) -> VersionTraits:
         version=vllm,
         token_report="concurrency" if v >= Version("0.21.0") else "blocks",
         cudagraph_in_budget=v >= Version("0.20.0"),
-        sampler="kernel" if v >= Version("0.17.0") else "sort",
+        sampler=accounting(vllm).sampler,
         source="kv_cache_utils.py / gpu_worker.py / envs.py of the 0.10.1.1, 0.10.2, 0.11.0, "
                "0.11.2, 0.12.0, 0.14.0, 0.17.0-0.20.0, 0.22.0-0.24.0, 0.28.0, 0.33.0 wheels",
     )
@@ -322,42 +489,59 @@ def layout_for(moe_backend: str | None) -> str:
 def weights_bytes(spec: ModelSpec, tp: int, moe_backend: str | None, vllm: str,
                   kv_cache_dtype: str = "auto") -> int:
     """Weights on one rank, as "Model loading took X GiB" would report them."""
+    extra = FACTS["fp8_kv_extra_weights_gib"].value * GIB if kv_cache_dtype == "fp8" else 0
+    pv = parse_version(vllm)
+    if moe_backend is None and (pv.local or "").startswith("gptoss"):
+        # the launch build off Hopper (no Marlin yet, PR 22714 came with 0.10.1): the
+        # triton_kernels path with the strided layout (make_default_matmul_mxfp4_w_layout
+        # below SM90): the checkpoint as stored; vllm#22331 (RTX 3090): 12.8848 GiB
+        return int(triton_weight_bytes(spec, tp, vllm, hopper_swizzle=False) + extra)
     name = layout_for(moe_backend)
+    if name == "TRITON":
+        return int(triton_weight_bytes(spec, tp, vllm) + extra)
     lay = WEIGHT_LAYOUTS[name]
     base = spec.rank_weight_bytes(tp, lay.hidden_pad, lay.intermediate_pad)
-    v = Version(parse_version(vllm).base_version)
+    v = Version(pv.base_version)
     const = 0.0
     for vmin, gib in lay.const_gib:
         if v >= Version(vmin):
             const = gib
-    if kv_cache_dtype == "fp8":
-        const += FACTS["fp8_kv_extra_weights_gib"].value
-    return int(base + const * GIB)
+    return int(base + const * GIB + extra)
 
 
 def activation_peak_bytes(spec: ModelSpec, cfg: ServeConfig, traits: VersionTraits) -> int:
     f = FACTS
     forward = (f["forward_base_gib"].value
                + f["forward_gib_per_token"].value * cfg.max_num_batched_tokens) * GIB
-    per_entry = (f["sampler_bytes_per_vocab_entry_kernel"].value
-                 if traits.sampler == "kernel"
-                 else f["sampler_bytes_per_vocab_entry_sort"].value)
+    per_entry = f["sampler_bytes_per_vocab_entry_" + traits.sampler].value
     sampler = (f["sampler_base_gib"].value * GIB
                + cfg.max_num_seqs * spec.vocab_size * per_entry)
     hidden = cfg.max_num_batched_tokens * spec.hidden_size * 2
     peak = max(forward, sampler + hidden)
     if not cfg.enforce_eager:
-        peak = max(peak, f["compile_peak_gib"].value * GIB)
+        peak = max(peak, accounting(traits.version).compile_peak_gib * GIB)
     return int(peak)
 
 
-def cudagraph_bytes(spec: ModelSpec, cfg: ServeConfig) -> tuple[int, int]:
+def non_torch_bytes(spec: ModelSpec, cfg: ServeConfig, vllm: str) -> int:
+    """Non-torch and persistent memory of one rank, as the version accounts for it."""
+    acc = accounting(vllm)
+    gib = FACTS["non_torch_gib"].value + acc.extra_gib_per_layer * spec.num_hidden_layers
+    if cfg.tensor_parallel_size > 1:
+        gib += FACTS["non_torch_tp_extra_gib"].value
+    bins = cfg.max_num_seqs * spec.vocab_size * 4 if acc.penalty_bins else 0
+    return int(gib * GIB + bins)
+
+
+def cudagraph_bytes(spec: ModelSpec, cfg: ServeConfig, vllm: str = "0.24.0"
+                    ) -> tuple[int, int]:
     """(estimate vLLM subtracts from 0.20.0, memory the capture really takes)."""
     if cfg.enforce_eager:
         return 0, 0
     f = FACTS
     seqs = min(cfg.max_num_seqs, 1024)  # gpt-oss raises the largest capture size to 1024
-    est = (f["cudagraph_estimate_base_gib"].value
+    est = (accounting(vllm).cudagraph_estimate_extra_gib
+           + f["cudagraph_estimate_base_gib"].value
            + f["cudagraph_estimate_per_layer_gib"].value * spec.num_hidden_layers
            + f["cudagraph_estimate_per_seq_gib"].value * seqs)
     actual = (f["cudagraph_actual_base_gib"].value
@@ -368,6 +552,10 @@ def cudagraph_bytes(spec: ModelSpec, cfg: ServeConfig) -> tuple[int, int]:
 
 def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
+
+
+def _round_up(x: int, multiple: int) -> int:
+    return _cdiv(x, multiple) * multiple
 
 
 def kv_layout(spec: ModelSpec, cfg: ServeConfig) -> tuple[int, int, int]:
@@ -420,10 +608,8 @@ def estimate(spec: ModelSpec, gpu: Gpu, cfg: ServeConfig, vllm: str,
     weights = weights_bytes(spec, cfg.tensor_parallel_size, moe_backend, vllm,
                             cfg.kv_cache_dtype)
     peak = activation_peak_bytes(spec, cfg, traits)
-    non_torch = FACTS["non_torch_gib"].value * GIB
-    if cfg.tensor_parallel_size > 1:
-        non_torch += FACTS["non_torch_tp_extra_gib"].value * GIB
-    cg_est, cg_actual = cudagraph_bytes(spec, cfg)
+    non_torch = non_torch_bytes(spec, cfg, vllm)
+    cg_est, cg_actual = cudagraph_bytes(spec, cfg, vllm)
     cg_in_budget = cg_est if traits.cudagraph_in_budget else 0
     kv = int(requested - weights - peak - non_torch - cg_in_budget)
     page, group_size, groups = kv_layout(spec, cfg)

@@ -64,6 +64,19 @@ def test_every_constant_names_its_source():
         assert layout.source, name
     for row in vram.KNOWN_START_UP_OOMS:
         assert row["source"]
+    for row in vram.TRITON_LOADS:
+        assert row.source and row.versions, row
+    for row in vram.ACCOUNTING:
+        assert row.source and row.versions, row
+
+
+@pytest.mark.parametrize("v", ["0.10.1+gptoss", "0.11.0", "0.14.1", "0.19.0", "0.24.0",
+                               "0.25.1", "0.27.0", "0.29.0", "0.30.0", "0.33.0"])
+def test_version_tables_cover_every_release(v):
+    # each version falls in exactly one row of each table
+    base = vram.parse_version(v).base_version
+    for table in (vram.TRITON_LOADS, vram.ACCOUNTING):
+        assert sum(base in vram.SpecifierSet(r.versions) for r in table) == 1
     for key, (mib, src) in vram.DRIVER_RESERVE_MIB.items():
         assert mib > 0 and src, key
 
@@ -76,9 +89,22 @@ def test_every_constant_names_its_source():
     (GPT_OSS_120B, "MARLIN", "0.10.1", 65.9651),  # vllm#23278
     (GPT_OSS_120B, "TRITON", "0.14.1", 64.38),  # vllm#33155
     (GPT_OSS_20B, "MARLIN", "0.19.0", 13.72),   # myoceane.fr, A100
+    (GPT_OSS_120B, "MARLIN", "0.11.2", 65.9651),  # huikang, H100 without triton_kernels
+    (GPT_OSS_120B, "TRITON", "0.25.1", 61.29),  # jaminjeong: checkpoint scales freed
+    (GPT_OSS_120B, "TRITON", "0.29.0", 61.43),  # apron: scale groups padded to 4
+    (GPT_OSS_20B, "MARLIN", "0.30.0", 13.80),   # apron, RTX 4090
+    (GPT_OSS_20B, None, "0.10.1+gptoss", 12.8848),  # vllm#22331, RTX 3090 (strided)
 ])
 def test_weights_as_model_loading_reports_them(spec, backend, vllm, logged):
     assert vram.weights_bytes(spec, 1, backend, vllm) / GIB == pytest.approx(logged, abs=0.05)
+
+
+def test_triton_load_drops_the_checkpoint_scales_from_0_25():
+    # 0.24.0 keeps the checkpoint's scales beside the swizzled copy; 0.25 frees them:
+    # 1/17 of the 120b expert bytes (the scales) ~ 3.34 GiB
+    old = vram.weights_bytes(GPT_OSS_120B, 1, "TRITON", "0.24.0")
+    new = vram.weights_bytes(GPT_OSS_120B, 1, "TRITON", "0.25.1")
+    assert (old - new) / GIB == pytest.approx(3.34, abs=0.02)
 
 
 def test_tensor_parallel_splits_the_weights():
@@ -156,7 +182,9 @@ def test_activation_peak_grows_with_tokens_and_sequences():
     ("0.19.0", "blocks", False, "kernel"),
     ("0.20.0", "blocks", True, "kernel"),
     ("0.24.0", "concurrency", True, "kernel"),
-    ("0.33.0", "concurrency", True, "kernel"),
+    ("0.28.0", "concurrency", True, "kernel"),
+    ("0.29.0", "concurrency", True, "light"),  # the V2 model runner's profiling sampler
+    ("0.33.0", "concurrency", True, "light"),
 ])
 def test_version_traits(v, tokens, graphs, sampler):
     t = vram.version_traits(v)
@@ -273,3 +301,17 @@ def test_benchmark_meets_its_targets():
     assert s["kv_tokens_median_abs_err_pct"] <= 5
     assert s["kv_tokens_worst_abs_err_pct"] <= 10
     assert s["plan_fits_but_vllm_failed"] == []
+    # never plan more KV memory than vLLM found (0.02 GiB: its two-decimal rounding)
+    over = [(r["case"], r["kv_gib"]) for r in rows
+            if r["kv_gib"][1] is not None and r["kv_gib"][0] > r["kv_gib"][1] + 0.02]
+    assert over == []
+
+
+def test_later_releases_count_more_outside_the_kv_cache():
+    # same flags, same GPU: 0.25+ and the V2 runner of 0.29+ leave less for the KV cache
+    c = cfg(util=0.9, mml=8192, mns=256, mnbt=2048, eager=False)
+    kv = {v: vram.estimate(GPT_OSS_20B, H100, c, v, "TRITON").kv_cache_gib
+          for v in ("0.24.0", "0.25.1", "0.29.0")}
+    # weights drop by the freed scales (~0.56 GiB for 20b), the accounting adds ~1 GiB
+    assert kv["0.25.1"] < kv["0.24.0"] + 0.56 - 0.9
+    assert kv["0.29.0"] < kv["0.25.1"]
