@@ -67,6 +67,15 @@ def deploy(lab: Lab, *args: str, echo: bool = False, deploy_file: str = "deploy.
     return proc.wait(), "".join(lines), time.monotonic() - start
 
 
+def grand_total(output: str) -> dict[str, str]:
+    """pyinfra's closing 'Grand total' row: hosts, changed (its 'Success'), errors, no change."""
+    rows = [line for line in output.splitlines() if line.strip().startswith("Grand total")]
+    if not rows:
+        raise ValueError("no 'Grand total' row in pyinfra's output:\n" + output[-3000:])
+    hosts, changed, errors, unchanged = rows[-1].split()[2:6]
+    return {"hosts": hosts, "changed": changed, "errors": errors, "no_change": unchanged}
+
+
 def chat(ip: str, key: str | None, prompt: str = "Say hello.", timeout: float = 120) -> requests.Response:
     """POST /v1/chat/completions to one lab host from this machine."""
     headers = {"Authorization": f"Bearer {key}"} if key else {}

@@ -14,17 +14,10 @@ import time
 import pytest
 
 from lab import demo
+from lab.demo import grand_total
 
 pytestmark = pytest.mark.e2e
 TIMINGS: dict[str, float] = {}
-
-
-def grand_total(output: str) -> dict[str, str]:
-    """pyinfra's closing 'Grand total' row: hosts, changed (its 'Success'), errors, no change."""
-    rows = [line for line in output.splitlines() if line.strip().startswith("Grand total")]
-    assert rows, output[-3000:]
-    hosts, changed, errors, unchanged = rows[-1].split()[2:6]
-    return {"hosts": hosts, "changed": changed, "errors": errors, "no_change": unchanged}
 
 
 @pytest.fixture(scope="module")

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import pytest
 
+from lab.demo import grand_total
+
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,13 +113,6 @@ def run_deploy(lab, h, tmp_path) -> tuple[int, str]:
     proc = subprocess.run([str(Path(sys.executable).parent / "pyinfra"), "-y", str(inventory), str(deploy)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     return proc.returncode, proc.stdout + proc.stderr
-
-
-def grand_total(output: str) -> dict[str, str]:
-    rows = [line for line in output.splitlines() if line.strip().startswith("Grand total")]
-    assert rows, output[-3000:]
-    hosts, changed, errors, unchanged = rows[-1].split()[2:6]
-    return {"hosts": hosts, "changed": changed, "errors": errors, "no_change": unchanged}
 
 
 @pytest.fixture(scope="module")
