@@ -131,7 +131,7 @@ def _judge_plan(s: Settings, gpu: GpuReport, v: Verdict, kv) -> Verdict:
     if not plan["fits"]:
         v.summary = "does not fit in VRAM"
         v.detail = (f"{s.model} does not fit on {v.gpus} with vLLM {s.vllm_version}: "
-                    + " ".join(plan["reasons"]))
+                    + "; ".join(plan["reasons"]))
         return v
     v.ok = True
     v.plan_args = list(plan["vllm_args"])
