@@ -10,6 +10,10 @@ library and ``requests`` (a dependency of vLLM, so it is in the venv).
   ``POST /v1/chat/completions`` with the key gives 200 and well-formed choices; without the key
   gives 401. The key is read from the unit's environment file, never from the command line. On
   failure it prints the tail of the unit's journal and exits 1. On success it prints one JSON line.
+- ``activate CONFIG_JSON``: restart the unit and verify. Success: the unit file, the environment
+  file and the ``current`` venv link are kept as the last good state. Failure: the journal tail is
+  printed, the last good state (if it differs) is put back, restarted and verified, and it exits 1:
+  a change that does not serve never takes down a server that did.
 """
 
 from __future__ import annotations
@@ -103,6 +107,83 @@ def journal_tail(service: str, lines: int = 40) -> str:
     return out.stdout or out.stderr
 
 
+def _state(cfg: dict) -> dict[str, str]:
+    """The unit file, environment file and venv link target that make up a configuration."""
+    with open(cfg["unit_file"]) as unit, open(cfg["env_file"]) as env:
+        return {"unit": unit.read(), "env": env.read(), "current": os.readlink(cfg["current_link"])}
+
+
+def save_last_good(cfg: dict) -> None:
+    """Keep the running configuration (root-only: the environment file holds the key)."""
+    os.makedirs(cfg["last_good_dir"], mode=0o700, exist_ok=True)
+    path = os.path.join(cfg["last_good_dir"], "state.json")
+    fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(_state(cfg), f)
+    os.replace(path + ".tmp", path)
+
+
+def restore_last_good(cfg: dict) -> bool:
+    """Put the last good configuration back; False when there is none or it is what failed."""
+    path = os.path.join(cfg["last_good_dir"], "state.json")
+    if not os.path.exists(path):
+        return False
+    with open(path) as f:
+        good = json.load(f)
+    if good == _state(cfg):
+        return False
+    for key, mode in (("unit", 0o644), ("env", 0o600)):
+        target = cfg["unit_file" if key == "unit" else "env_file"]
+        fd = os.open(target + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "w") as f:
+            f.write(good[key])
+        os.replace(target + ".tmp", target)
+    link = cfg["current_link"] + ".tmp"
+    if os.path.lexists(link):
+        os.remove(link)
+    os.symlink(good["current"], link)
+    os.replace(link, cfg["current_link"])
+    subprocess.run(["systemctl", "daemon-reload"], check=True)
+    return True
+
+
+def restart(service: str) -> None:
+    """systemctl restart; the unit's ExecStartPost makes it wait until /health answers."""
+    out = subprocess.run(["systemctl", "restart", service], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"systemctl restart {service} failed: {(out.stderr or out.stdout).strip()}")
+
+
+def activate(cfg: dict) -> int:
+    """Restart and verify; on failure go back to the last good configuration."""
+    service = cfg["service"]
+
+    def check() -> dict:
+        restart(service)
+        key = read_env_file(cfg["env_file"]).get("VLLM_API_KEY", "")
+        return verify(cfg["url"], cfg["model"], key, cfg["timeout_s"], lambda: unit_is_active(service))
+
+    failures = (AssertionError, TimeoutError, RuntimeError, requests.RequestException)
+    try:
+        figures = check()
+    except failures as exc:
+        print(f"endpoint check failed: {exc}", file=sys.stderr)
+        print(f"--- last lines of the journal of {service} ---", file=sys.stderr)
+        print(journal_tail(service), file=sys.stderr)
+        if restore_last_good(cfg):
+            try:
+                check()
+                print(f"rolled back: {service} serves again with its last good configuration; the new "
+                      "configuration above was not kept", file=sys.stderr)
+            except failures as again:
+                print(f"rolled back, but the last good configuration does not serve either: {again}",
+                      file=sys.stderr)
+        return 1
+    save_last_good(cfg)
+    print(json.dumps({"endpoint": cfg["url"], "model": cfg["model"], **figures}))
+    return 0
+
+
 def main(argv: list[str]) -> int:
     if len(argv) in (3, 4) and argv[0] == "ready":
         pid = argv[3] if len(argv) == 4 else None
@@ -126,7 +207,11 @@ def main(argv: list[str]) -> int:
             return 1
         print(json.dumps({"endpoint": cfg["url"], "model": cfg["model"], **figures}))
         return 0
-    print("usage: endpoint_check.py ready URL TIMEOUT_S [PID] | verify CONFIG_JSON", file=sys.stderr)
+    if len(argv) == 2 and argv[0] == "activate":
+        with open(argv[1]) as f:
+            return activate(json.load(f))
+    print("usage: endpoint_check.py ready URL TIMEOUT_S [PID] | verify CONFIG_JSON | activate CONFIG_JSON",
+          file=sys.stderr)
     return 2
 
 

@@ -65,27 +65,27 @@ def secret_file(path: str, content: str):
 
 def service(s: Settings, changed_before: list, plan_args: list[str] | None = None,
             kernel_env: dict[str, str] | None = None, firewall_unit: str | None = None) -> None:
-    """Unit, environment file, checks; restart when anything it runs changed, then verify."""
+    """Unit, environment file, checks; restart and verify when anything it runs changed (going back
+    to the last good state when the new one does not serve); start, enable and verify otherwise."""
     check_script = files.put(name="Endpoint check script", src=str(CHECK_SCRIPT),
                              dest=f"{s.install_dir}/bin/endpoint_check.py", mode="755")
+    unit_file = f"/etc/systemd/system/{s.service_name}.service"
     check_cfg = {"url": s.check_url, "model": s.served_model_name, "env_file": s.env_file,
-                 "service": s.service_name, "timeout_s": s.start_timeout_s}
+                 "service": s.service_name, "timeout_s": s.start_timeout_s, "unit_file": unit_file,
+                 "current_link": s.current_link, "last_good_dir": f"{s.config_dir}/last-good"}
     files.put(name="Endpoint check settings", src=StringIO(json.dumps(check_cfg, indent=1) + "\n"),
               dest=f"{s.config_dir}/check.json", mode="600")
     env_op = secret_file(name=f"Environment file {s.env_file} (0600, holds the API key)",
                          path=s.env_file, content=env_text(s, kernel_env))
     unit_op = files.put(name=f"Unit {s.service_name}.service",
                         src=StringIO(unit_text(s, plan_args, firewall_unit)),
-                        dest=f"/etc/systemd/system/{s.service_name}.service", mode="644")
+                        dest=unit_file, mode="644")
     systemd.daemon_reload(name="Reload systemd units", _if=unit_op.did_change)
     restart_if = any_changed(env_op, unit_op, check_script, *changed_before)
-    restarted = systemd.service(name=f"Restart {s.service_name} (something it runs changed)",
-                                service=f"{s.service_name}.service", restarted=True, _if=restart_if)
+    check = [f"{s.current_link}/bin/python", f"{s.install_dir}/bin/endpoint_check.py"]
+    server.shell(name=f"Restart {s.service_name} and verify {s.check_url} (back to the last good state on failure)",
+                 commands=[StringCommand(*check, "activate", f"{s.config_dir}/check.json")], _if=restart_if)
     started = systemd.service(name=f"{s.service_name} running and enabled at boot",
                               service=f"{s.service_name}.service", running=True, enabled=True)
-    server.shell(
-        name=f"Verify the endpoint ({s.check_url})",
-        commands=[StringCommand(f"{s.current_link}/bin/python", f"{s.install_dir}/bin/endpoint_check.py",
-                                "verify", f"{s.config_dir}/check.json")],
-        _if=any_changed(restarted, started),
-    )
+    server.shell(name=f"Verify the endpoint ({s.check_url}) after a start",
+                 commands=[StringCommand(*check, "verify", f"{s.config_dir}/check.json")], _if=started.did_change)

@@ -116,3 +116,19 @@ def test_env_file_is_read_without_a_shell(tmp_path):
     f = tmp_path / "vllm.env"
     f.write_text("# comment\nVLLM_API_KEY=abc=def\nHF_HUB_OFFLINE=1\n")
     assert endpoint_check.read_env_file(str(f)) == {"VLLM_API_KEY": "abc=def", "HF_HUB_OFFLINE": "1"}
+
+
+def test_last_good_state_is_kept_root_only_and_not_restored_onto_itself(tmp_path):
+    unit, env, venv = tmp_path / "vllm.service", tmp_path / "vllm.env", tmp_path / "venv-a"
+    unit.write_text("[Service]\nExecStart=/bin/true\n")
+    env.write_text(f"VLLM_API_KEY={KEY}\n")
+    venv.mkdir()
+    (tmp_path / "current").symlink_to(venv)
+    cfg = {"unit_file": str(unit), "env_file": str(env), "current_link": str(tmp_path / "current"),
+           "last_good_dir": str(tmp_path / "last-good")}
+    assert endpoint_check.restore_last_good(cfg) is False  # nothing kept yet
+    endpoint_check.save_last_good(cfg)
+    saved = tmp_path / "last-good" / "state.json"
+    assert oct(saved.stat().st_mode & 0o777) == "0o600" and oct(saved.parent.stat().st_mode & 0o777) == "0o700"
+    assert json.loads(saved.read_text())["current"] == str(venv)
+    assert endpoint_check.restore_last_good(cfg) is False  # what failed is the last good state itself

@@ -115,6 +115,24 @@ def test_second_run_reports_no_changes(lab, deployed):
     assert total["changed"] == "-" and total["errors"] == "-", total
 
 
+def test_a_change_that_does_not_serve_is_rolled_back_and_the_server_keeps_serving(lab, deployed, key):
+    """vLLM refuses a context longer than the tiny model's 2048: the new unit never gets /health."""
+    h = lab.hosts[0]
+    unit_before = h.ssh(["cat", "/etc/systemd/system/vllm.service"]).stdout
+    t = time.monotonic()
+    rc, output, _ = demo.deploy(lab, "--limit", h.name, "--data", 'extra_args=["--max-model-len","999999"]')
+    TIMINGS["failed change rolled back"] = time.monotonic() - t
+    assert rc != 0
+    assert "rolled back: vllm serves again with its last good configuration" in output, output[-4000:]
+    assert "--- last lines of the journal of vllm ---" in output
+    assert h.ssh(["cat", "/etc/systemd/system/vllm.service"]).stdout == unit_before
+    assert h.ssh(["systemctl", "is-active", "vllm.service"]).stdout.strip() == "active"
+    assert demo.chat(h.ip, key).status_code == 200
+    assert key not in output
+    rc, output, _ = demo.deploy(lab, "--limit", h.name)  # the good settings again: nothing to change
+    assert rc == 0 and grand_total(output)["changed"] == "-", output[-3000:]
+
+
 def test_a_rebooted_host_comes_back_serving(lab, deployed, key):
     h = lab.hosts[0]
     h.ssh("systemctl reboot", timeout=20)
