@@ -225,12 +225,17 @@ TRITON_LOADS: tuple[TritonLoad, ...] = (
 )
 
 
-def triton_load(vllm: str) -> TritonLoad:
+def row_for_version(rows, vllm: str):
+    """The first row of a version-keyed table whose ``versions`` specifier holds ``vllm``."""
     v = Version(parse_version(vllm).base_version)
-    for row in TRITON_LOADS:
+    for row in rows:
         if v in SpecifierSet(row.versions):
             return row
     raise AssertionError(vllm)
+
+
+def triton_load(vllm: str) -> TritonLoad:
+    return row_for_version(TRITON_LOADS, vllm)
 
 
 def triton_weight_bytes(spec: ModelSpec, tp: int, vllm: str, hopper_swizzle: bool = True) -> int:
@@ -335,11 +340,7 @@ ACCOUNTING: tuple[Accounting, ...] = (
 
 
 def accounting(vllm: str) -> Accounting:
-    v = Version(parse_version(vllm).base_version)
-    for row in ACCOUNTING:
-        if v in SpecifierSet(row.versions):
-            return row
-    raise AssertionError(vllm)
+    return row_for_version(ACCOUNTING, vllm)
 
 
 # --------------------------------------------------------------------------------------
