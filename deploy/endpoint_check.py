@@ -154,33 +154,48 @@ def restart(service: str) -> None:
         raise RuntimeError(f"systemctl restart {service} failed: {(out.stderr or out.stdout).strip()}")
 
 
+FAILURES = (AssertionError, TimeoutError, RuntimeError, requests.RequestException)
+
+
+def verify_configured(cfg: dict) -> dict:
+    """``verify`` with the settings of check.json and the key from the unit's environment file."""
+    key = read_env_file(cfg["env_file"]).get("VLLM_API_KEY", "")
+    return verify(cfg["url"], cfg["model"], key, cfg["timeout_s"], lambda: unit_is_active(cfg["service"]))
+
+
+def report_failure(service: str, exc: Exception) -> None:
+    print(f"endpoint check failed: {exc}", file=sys.stderr)
+    print(f"--- last lines of the journal of {service} ---", file=sys.stderr)
+    print(journal_tail(service), file=sys.stderr)
+
+
+def report_success(cfg: dict, figures: dict) -> None:
+    print(json.dumps({"endpoint": cfg["url"], "model": cfg["model"], **figures}))
+
+
 def activate(cfg: dict) -> int:
     """Restart and verify; on failure go back to the last good configuration."""
     service = cfg["service"]
 
     def check() -> dict:
         restart(service)
-        key = read_env_file(cfg["env_file"]).get("VLLM_API_KEY", "")
-        return verify(cfg["url"], cfg["model"], key, cfg["timeout_s"], lambda: unit_is_active(service))
+        return verify_configured(cfg)
 
-    failures = (AssertionError, TimeoutError, RuntimeError, requests.RequestException)
     try:
         figures = check()
-    except failures as exc:
-        print(f"endpoint check failed: {exc}", file=sys.stderr)
-        print(f"--- last lines of the journal of {service} ---", file=sys.stderr)
-        print(journal_tail(service), file=sys.stderr)
+    except FAILURES as exc:
+        report_failure(service, exc)
         if restore_last_good(cfg):
             try:
                 check()
                 print(f"rolled back: {service} serves again with its last good configuration; the new "
                       "configuration above was not kept", file=sys.stderr)
-            except failures as again:
+            except FAILURES as again:
                 print(f"rolled back, but the last good configuration does not serve either: {again}",
                       file=sys.stderr)
         return 1
     save_last_good(cfg)
-    print(json.dumps({"endpoint": cfg["url"], "model": cfg["model"], **figures}))
+    report_success(cfg, figures)
     return 0
 
 
@@ -196,16 +211,12 @@ def main(argv: list[str]) -> int:
     if len(argv) == 2 and argv[0] == "verify":
         with open(argv[1]) as f:
             cfg = json.load(f)
-        key = read_env_file(cfg["env_file"]).get("VLLM_API_KEY", "")
-        service = cfg["service"]
         try:
-            figures = verify(cfg["url"], cfg["model"], key, cfg["timeout_s"], lambda: unit_is_active(service))
-        except (AssertionError, TimeoutError, RuntimeError, requests.RequestException) as exc:
-            print(f"endpoint check failed: {exc}", file=sys.stderr)
-            print(f"--- last lines of the journal of {service} ---", file=sys.stderr)
-            print(journal_tail(service), file=sys.stderr)
+            figures = verify_configured(cfg)
+        except FAILURES as exc:
+            report_failure(cfg["service"], exc)
             return 1
-        print(json.dumps({"endpoint": cfg["url"], "model": cfg["model"], **figures}))
+        report_success(cfg, figures)
         return 0
     if len(argv) == 2 and argv[0] == "activate":
         with open(argv[1]) as f:
