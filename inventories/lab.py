@@ -27,7 +27,8 @@ gpu_servers = [
     # ("gpu2.lab.example", {"model": "openai/gpt-oss-120b", "tensor_parallel_size": 2}),
 ]
 
-_LAB_DIR = Path(os.environ.get("VLLM_LAB_DIR", "/var/tmp/vllm-lab"))
+_LAB_ID = os.environ.get("VLLM_LAB_ID", "0")  # lab/hosts.py: several labs side by side
+_LAB_DIR = Path(os.environ.get("VLLM_LAB_DIR") or "/var/tmp/vllm-lab" + ("" if _LAB_ID == "0" else _LAB_ID))
 
 
 def _lab_hosts() -> list:

@@ -8,8 +8,9 @@ by ``systemd-nspawn -b``.  Hosts are reached over plain SSH with a generated key
     python -m lab.hosts status
     python -m lab.hosts down
 
-Needs root.  Only one lab per machine: the bridge, namespaces and nft table have
-fixed names.  See /work/shared/TESTHOSTS.md for the why of each flag.
+Needs root.  Several labs can run on one machine side by side: ``VLLM_LAB_ID=N`` (0-9, default
+0) gives the bridge, subnet (10.123+N.0.0/24), namespaces, nft table, cgroups and state folder
+names of their own; the rootfs cache is shared.
 """
 
 from __future__ import annotations
@@ -28,19 +29,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 SUITE = "bookworm"
-DEFAULT_STATE_DIR = "/var/tmp/vllm-lab"
+# several labs side by side on one machine: VLLM_LAB_ID=N gives each its own names and subnet
+LAB_ID = int(os.environ.get("VLLM_LAB_ID", "0"))
+if not 0 <= LAB_ID <= 9:
+    raise SystemExit(f"VLLM_LAB_ID={LAB_ID} is not accepted: a number from 0 to 9")
+_SUFFIX = str(LAB_ID) if LAB_ID else ""
+DEFAULT_STATE_DIR = f"/var/tmp/vllm-lab{_SUFFIX}"
 DEFAULT_CACHE_DIR = "/var/cache/vllm-lab"
 ROOTFS_VERSION = "vllm-lab rootfs v3"  # bump to force a rebuild of the cache
 MARKER = "etc/vllm-lab-rootfs"  # written last, inside the rootfs
 
-BRIDGE = "vllmlab0"
-CONTROLLER_IP = "10.123.0.1"
-OUTSIDER_IP = "10.123.0.200"
+BRIDGE = f"vllmlab{LAB_ID}"
+CONTROLLER_IP = f"10.{123 + LAB_ID}.0.1"
+OUTSIDER_IP = f"10.{123 + LAB_ID}.0.200"
 FIRST_HOST_OCTET = 11
 MAX_HOSTS = 100
-NETNS_PREFIX = "vllmlab-"  # namespaces: vllmlab-lab1, vllmlab-outsider
-VETH_PREFIX = "vlab-"  # root-side veth ends: vlab-lab1, vlab-outsider
-NFT_TABLE = "vllmlab"
+NETNS_PREFIX = f"vllmlab{_SUFFIX}-"  # namespaces: vllmlab-lab1, vllmlab-outsider
+VETH_PREFIX = f"vlab{_SUFFIX}-"  # root-side veth ends: vlab-lab1, vlab-outsider
+NFT_TABLE = f"vllmlab{_SUFFIX}"
+CGROUP = f"vllm-lab{_SUFFIX}"  # below each cgroup root: one cgroup per host
 OUTSIDER = "outsider"
 
 # netbase: /etc/hosts, /etc/services, /etc/protocols (minbase lacks them; real servers have them)
@@ -220,7 +227,7 @@ def _cgroup_pids(leaf: str = "") -> list[int]:
     """Pids in the lab's cgroups (only in cgroups named leaf, if given)."""
     pids = set()
     for root in _cgroup_roots():
-        for dirpath, _dirs, files in os.walk(root / "vllm-lab"):
+        for dirpath, _dirs, files in os.walk(root / CGROUP):
             if "cgroup.procs" in files and (not leaf or os.path.basename(dirpath) == leaf):
                 pids.update(int(p) for p in _read(Path(dirpath) / "cgroup.procs").split())
     return sorted(pids)
@@ -601,12 +608,12 @@ table ip {NFT_TABLE} {{
             "systemd-nspawn", "-b", "-D", str(merged), "--register=no", "--keep-unit",
             f"--network-namespace-path=/run/netns/{netns}", "--capability=CAP_NET_ADMIN",
             "--resolv-conf=copy-host", "--timezone=off", "--console=read-only",
-            f"--machine={host.name}",
+            f"--machine={host.name}{_SUFFIX and '-l' + _SUFFIX}",
         ]  # fmt: skip
         for src, dst, rw in binds:
             nspawn.append(f"--bind={src}:{dst}" if rw else f"--bind-ro={src}:{dst}")
         script = hdir / "boot.sh"
-        cgroups = [root / "vllm-lab" / host.name for root in _cgroup_roots()]
+        cgroups = [root / CGROUP / host.name for root in _cgroup_roots()]
         script.write_text(
             BOOT_SCRIPT.format(
                 name=host.name,
@@ -677,7 +684,7 @@ table ip {NFT_TABLE} {{
             time.sleep(0.1)
         _remove_tree(hosts_dir)
         for root in _cgroup_roots():
-            _remove_cgroups(root / "vllm-lab")
+            _remove_cgroups(root / CGROUP)
         netns_dir = Path("/run/netns")
         if netns_dir.is_dir():
             for ns in netns_dir.iterdir():
@@ -698,7 +705,7 @@ table ip {NFT_TABLE} {{
         for pid in nspawns:
             for arg in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0"):
                 if arg.startswith(b"--machine="):
-                    running.add(arg.decode()[len("--machine=") :])
+                    running.add(arg.decode()[len("--machine=") :].split("-l")[0])
         return [
             dict(h.inventory(), running=h.name in running, ssh=h.name in running and h.ssh_ok()) for h in self.hosts
         ]

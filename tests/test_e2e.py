@@ -15,6 +15,7 @@ import pytest
 
 from lab import demo
 from lab.demo import grand_total
+from lab.hosts import CONTROLLER_IP
 
 pytestmark = pytest.mark.e2e
 TIMINGS: dict[str, float] = {}
@@ -81,11 +82,11 @@ def test_firewall_is_the_hosts_own_kind(lab, deployed):
     for h in lab.hosts:
         if h.firewall == "ufw":
             rules = h.ssh(["ufw", "show", "added"]).stdout
-            assert "ufw allow from 10.123.0.1 to any port 8000 proto tcp" in rules, rules
+            assert f"ufw allow from {CONTROLLER_IP} to any port 8000 proto tcp" in rules, rules
             assert "ufw deny 8000/tcp" in rules and "ufw allow 22/tcp" in rules, rules
         else:
             rules = h.ssh(["nft", "list", "table", "inet", "vllm_guard"]).stdout
-            assert "ip saddr 10.123.0.1 tcp dport 8000 accept" in rules, rules
+            assert f"ip saddr {CONTROLLER_IP} tcp dport 8000 accept" in rules, rules
 
 
 def test_secrets_stay_out_of_output_command_lines_and_other_users(lab, deployed, key):

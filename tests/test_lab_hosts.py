@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from lab.hosts import BRIDGE, NETNS_PREFIX, Lab, _cgroup_roots
+from lab.hosts import BRIDGE, CGROUP, CONTROLLER_IP, NETNS_PREFIX, NFT_TABLE, OUTSIDER_IP, Lab, _cgroup_roots
+
+NET = CONTROLLER_IP.rsplit(".", 1)[0]
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="lab hosts need root")
 
@@ -46,11 +48,11 @@ def test_inventory(lab, tmp_path):
     path = lab.write_inventory_json(tmp_path / "inv.json")
     data = json.loads(path.read_text())
     assert data == json.loads(lab.inventory_path.read_text())
-    assert data["controller_ip"] == "10.123.0.1"
-    assert data["outsider_ip"] == "10.123.0.200"
+    assert data["controller_ip"] == CONTROLLER_IP
+    assert data["outsider_ip"] == OUTSIDER_IP
     assert [(h["name"], h["ip"], h["firewall"]) for h in data["hosts"]] == [
-        ("lab1", "10.123.0.11", "nftables"),
-        ("lab2", "10.123.0.12", "ufw"),
+        ("lab1", f"{NET}.11", "nftables"),
+        ("lab2", f"{NET}.12", "ufw"),
     ]
     assert all(Path(h["ssh_key"]).is_file() for h in data["hosts"])
 
@@ -68,7 +70,7 @@ def test_hosts_have_their_own_cgroups(lab):
     for host in lab.hosts:
         netns = os.stat(f"/run/netns/{NETNS_PREFIX}{host.name}").st_ino
         for root in _cgroup_roots():
-            procs = root / "vllm-lab" / host.name / "payload/system.slice/ssh.service/cgroup.procs"
+            procs = root / CGROUP / host.name / "payload/system.slice/ssh.service/cgroup.procs"
             pids = procs.read_text().split()
             assert pids, f"no sshd in {procs}"
             for pid in pids:
@@ -168,17 +170,17 @@ def test_down_cleans_everything(lab):
     netns = os.listdir("/run/netns") if os.path.isdir("/run/netns") else []
     assert not [n for n in netns if n.startswith(NETNS_PREFIX)]
     assert lab._lab_processes() == ([], []), "boot loops or systemd-nspawn left behind"
-    assert not [p for p in Path("/proc").iterdir() if p.name.isdigit() and _is_nspawn(p)]
-    assert subprocess.run(["nft", "list", "table", "ip", "vllmlab"], check=False, capture_output=True).returncode != 0
+    assert not [p for p in Path("/proc").iterdir() if p.name.isdigit() and _is_nspawn(p, str(lab.state_dir))]
+    assert subprocess.run(["nft", "list", "table", "ip", NFT_TABLE], check=False, capture_output=True).returncode != 0
     assert str(lab.state_dir) not in Path("/proc/self/mountinfo").read_text()
-    assert not [root for root in _cgroup_roots() if (root / "vllm-lab").exists()]
+    assert not [root for root in _cgroup_roots() if (root / CGROUP).exists()]
     assert not [p for p in Path("/proc").iterdir() if p.name.isdigit() and _in_lab_cgroup(p)]
 
 
 def _in_lab_cgroup(proc: Path) -> bool:
     """A live process in one of the lab's cgroups (a guest's)."""
     try:
-        return "/vllm-lab/" in (proc / "cgroup").read_text() and _is_alive(proc)
+        return f"/{CGROUP}/" in (proc / "cgroup").read_text() and _is_alive(proc)
     except OSError:
         return False
 
@@ -187,10 +189,12 @@ def _is_alive(proc: Path) -> bool:
     return (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def _is_nspawn(proc: Path) -> bool:
-    """A live (not zombie) systemd-nspawn process."""
+def _is_nspawn(proc: Path, state_dir: str) -> bool:
+    """A live (not zombie) systemd-nspawn process of this lab (other labs may run beside it)."""
     try:
         stat = (proc / "stat").read_text()
+        if state_dir.encode() not in (proc / "cmdline").read_bytes():
+            return False
     except OSError:
         return False
     comm, state = stat[stat.index("(") + 1 : stat.rindex(")")], stat.rsplit(")", 1)[1].split()[0]

@@ -27,11 +27,12 @@ from pathlib import Path
 import pytest
 
 from lab.demo import grand_total
+from lab.hosts import DEFAULT_STATE_DIR
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parent.parent
-STATE_DIR = Path("/var/tmp/vllm-lab-platform")
+STATE_DIR = Path(DEFAULT_STATE_DIR + "-platform")
 NVIDIA = "https://developer.download.nvidia.com/compute/cuda/repos/debian12/x86_64/"
 KEY = "sk-platform-test-0123456789abcdef"
 
