@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 from io import StringIO
 
+from packaging.version import Version
 from pyinfra import host
 from pyinfra.api import FactBase
 from pyinfra.operations import apt, dnf, files
@@ -26,6 +27,7 @@ from deploy.kernel_support import CUDA_MIN_DRIVER
 from deploy.render import render
 from deploy.settings import Settings
 from deploy.stop import stop_host
+from deploy.versions import driver_version as parse_driver
 
 
 @dataclass
@@ -76,10 +78,6 @@ class ToolkitPlan:
     repo_url: str | None = None
 
 
-def _version_tuple(text: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in text.split(".") if p.isdigit())
-
-
 def plan_toolkit(s: Settings, platform: Platform, gpu: GpuReport | None, tk: ToolkitHost,
                  driver: DriverPlan | None = None) -> ToolkitPlan:
     """Decide about the toolkit of ``s.cuda_toolkit`` on one host (pure)."""
@@ -92,7 +90,8 @@ def plan_toolkit(s: Settings, platform: Platform, gpu: GpuReport | None, tk: Too
     driver_version = gpu.driver_version if gpu is not None and gpu.state == "ok" else None
     if driver is not None and driver.action == "install" and driver.branch:
         driver_version = f"{driver.branch}.999"  # the branch's newest release is what gets installed
-    if need and driver_version and _version_tuple(driver_version) < _version_tuple(need):
+    have = parse_driver(driver_version) if driver_version else None
+    if need and have is not None and have < Version(need):
         return ToolkitPlan("stop", f"CUDA toolkit {version} needs NVIDIA driver >= {need}, this host has "
                            f"{driver_version}: pick an older cuda_toolkit or update the driver")
     if version in tk.roots:

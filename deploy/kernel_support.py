@@ -28,7 +28,10 @@ import re
 from dataclasses import dataclass
 
 from packaging.specifiers import SpecifierSet
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
+
+from deploy.versions import driver_version as parse_driver
+from deploy.versions import vllm_version as parse_vllm
 
 # The newest vLLM release this table was read against (`pip index versions vllm`,
 # 2026-11-23: 0.33.0 is the newest on PyPI).
@@ -1071,16 +1074,6 @@ _RELEASES_BY_KEY = {r.key: r for r in RELEASES}
 # --- lookups -------------------------------------------------------------------------------
 
 
-def _parse_version(vllm_version: str) -> Version | None:
-    text = str(vllm_version).strip()
-    if text[:1] in ("v", "V"):
-        text = text[1:]
-    try:
-        return Version(text)
-    except InvalidVersion:
-        return None
-
-
 def parse_capability(compute_capability: str | float | int) -> tuple[int, int] | None:
     """'9.0', 9.0, '12.1', 'sm_90', 'sm_120', 90 or 121 -> (major, minor); None if unreadable."""
     if isinstance(compute_capability, bool):
@@ -1148,7 +1141,7 @@ def _row_for(release_key: str, cap: str) -> SupportRow | None:
 
 def min_driver_for(vllm_version: str) -> str | None:
     """Minimum NVIDIA driver for the CUDA build of that vLLM wheel, or None if unknown."""
-    version = _parse_version(vllm_version)
+    version = parse_vllm(vllm_version)
     if version is None:
         return None
     match = _match_release(version)
@@ -1160,25 +1153,13 @@ def min_driver_for(vllm_version: str) -> str | None:
 
 
 def _cuda_of(vllm_version: str) -> str | None:
-    version = _parse_version(vllm_version)
+    version = parse_vllm(vllm_version)
     if version is None:
         return None
     match = _match_release(version)
     if match.release is None:
         return None
     return match.cuda_override or match.release.cuda
-
-
-def _driver_tuple(driver_version: str) -> tuple[int, ...] | None:
-    text = str(driver_version).strip()
-    if not re.fullmatch(r"\d+(\.\d+)*", text):
-        return None
-    return tuple(int(part) for part in text.split("."))
-
-
-def _driver_at_least(driver: tuple[int, ...], minimum: tuple[int, ...]) -> bool:
-    width = max(len(driver), len(minimum))
-    return driver + (0,) * (width - len(driver)) >= minimum + (0,) * (width - len(minimum))
 
 
 def driver_ok(vllm_version: str, driver_version: str) -> tuple[bool, str]:
@@ -1194,19 +1175,19 @@ def driver_ok(vllm_version: str, driver_version: str) -> tuple[bool, str]:
             f"release in the table, {FIRST_GPT_OSS} to {NEWEST_CHECKED}): pin a release from "
             "the table before checking the driver"
         )
-    driver = _driver_tuple(driver_version)
+    driver = parse_driver(driver_version)
     if driver is None:
         return False, (
             f"NVIDIA driver version {driver_version!r} is not a version number such as "
             f"580.159.04: cannot check it against vLLM {vllm_version}'s minimum {minimum}"
         )
     cuda = _cuda_of(vllm_version)
-    if _driver_at_least(driver, _driver_tuple(minimum) or ()):
+    if driver >= Version(minimum):
         return True, (
             f"NVIDIA driver {driver_version} meets vLLM {vllm_version}'s minimum {minimum} "
             f"(wheel built with CUDA {cuda})"
         )
-    fallback = [r for r in RELEASES if r.local is None and _driver_at_least(driver, _driver_tuple(r.min_driver) or ())]
+    fallback = [r for r in RELEASES if r.local is None and driver >= Version(r.min_driver)]
     if fallback:
         older = fallback[-1]
         alternative = f", or pin vLLM {older.newest} (CUDA {older.cuda}, needs >= {older.min_driver})"
@@ -1254,7 +1235,7 @@ def kernel_verdict(vllm_version: str, compute_capability: str | float, gpu_name:
     cap = parse_capability(compute_capability)
     cap_text = _cap_text(cap) if cap else str(compute_capability)
     who = _who(gpu_name, cap_text)
-    version = _parse_version(vllm_version)
+    version = parse_vllm(vllm_version)
 
     if version is None:
         return _unsupported(

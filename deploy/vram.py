@@ -43,9 +43,10 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 
 from packaging.specifiers import SpecifierSet
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 from deploy.model_specs import GIB, ModelSpec
+from deploy.versions import vllm_version_or_error
 
 MIB = 1024**2
 
@@ -365,11 +366,7 @@ class VersionTraits:
 
 
 def parse_version(vllm: str) -> Version:
-    try:
-        return Version(vllm)
-    except InvalidVersion as e:
-        raise ValueError(f"--vllm: {vllm!r} is not a version such as 0.10.1+gptoss, "
-                         "0.11.0 or 0.33.0") from e
+    return vllm_version_or_error(vllm)
 
 
 def version_traits(vllm: str) -> VersionTraits:
