@@ -4,9 +4,11 @@ gpt-oss needs two kernels that not every (vLLM release, GPU) pair has: an MXFP4
 mixture-of-experts kernel and an attention kernel with "sinks". This module holds, for each
 vLLM release range and NVIDIA compute capability, what vLLM picks there, the environment
 variables the service should set, the minimum driver for the wheel's CUDA build, and what to
-do when there is no working path. Every row names its source: the vLLM wheel (file and
-lines) it was read from, or the issue / recipe it rests on. docs/kernel-support.md is the same
-table for people, with what was verified in which wheel and what was not.
+do when there is no working path. The data is a matrix, `MATRIX`: release ranges (`RELEASES`)
+by architecture groups (`GROUPS`), each cell naming its source: the vLLM wheel (file and
+lines) it was read from, or the issue / recipe it rests on. `SUPPORT_TABLE` is the same matrix
+as rows. docs/kernel-support.md's tables are written from it (`python -m deploy.docs`); the
+page's prose says what was verified in which wheel and what was not.
 
 Pure Python over plain data (no pyinfra): the plan command and the deploy's preflight both
 call `kernel_verdict`, `min_driver_for` and `driver_ok`.
@@ -25,7 +27,7 @@ Version matching notes (packaging 26, tested in tests/test_kernel_support.py):
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
@@ -67,6 +69,19 @@ KNOWN_CAPABILITIES: dict[str, str] = {
     "12.1": "GB10 (DGX Spark)",
 }
 
+# The matrix's columns: architecture groups, each a set of compute capabilities that every
+# release treats alike (vLLM's backend choices test these capabilities or their families).
+GROUPS: dict[str, tuple[str, ...]] = {
+    "7.x": ("7.0", "7.5"),
+    "8.x": ("8.0", "8.6", "8.9"),
+    "9.0": ("9.0",),
+    "10.0": ("10.0",),
+    "10.3": ("10.3",),
+    "11.0": ("11.0",),
+    "12.x": ("12.0", "12.1"),
+}
+GROUP_OF: dict[str, str] = {cap: group for group, caps in GROUPS.items() for cap in caps}
+
 
 @dataclass(frozen=True)
 class Release:
@@ -86,11 +101,9 @@ class Release:
 
 
 @dataclass(frozen=True)
-class SupportRow:
-    """What one release range does on a set of compute capabilities."""
+class Cell:
+    """What one release range does on one architecture group: one cell of the matrix."""
 
-    release: str  # Release.key
-    capabilities: tuple[str, ...]
     supported: bool
     moe_backend: str | None
     attention_backend: str | None
@@ -100,6 +113,14 @@ class SupportRow:
     remedy: str | None = None
     pip_extras: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SupportRow(Cell):
+    """A cell with its place: the release range and the compute capabilities it covers."""
+
+    release: str = ""  # Release.key
+    capabilities: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -330,744 +351,662 @@ _REMEDY_THOR = (
 )
 
 
-def _below_ampere(release: str) -> SupportRow:
-    return SupportRow(
-        release=release,
-        capabilities=("7.0", "7.5"),
-        supported=False,
-        moe_backend=None,
-        attention_backend=None,
-        why=(
-            "vLLM has no MXFP4 kernel below compute capability 8.0 in any release "
-            "(Mxfp4Config.get_min_capability() is 80, so start-up fails with 'The "
-            "quantization method mxfp4 is not supported for the current GPU. Minimum "
-            "capability: 80')"
-        ),
-        remedy=_REMEDY_OLD_GPU,
-        source=(
-            "Mxfp4Config.get_min_capability() returns 80 in every wheel read, 0.10.1 "
-            "(quantization/mxfp4.py L75-76) to 0.33.0 (L71-72); the check raises in 0.10.1 "
-            "vllm/config/__init__.py L3452-3457 and 0.33.0 vllm/config/vllm.py L930-934; "
-            "vllm#22288 (SM75 report), vllm#23203 (request to allow 7.5, open)"
-        ),
-    )
+def ok(moe: str, attention: str, why: str, source: str, **more) -> Cell:
+    """A cell where gpt-oss runs: the MoE and attention backends vLLM picks, and why."""
+    return Cell(True, moe, attention, why, source, **more)
 
 
-def _thor(release: str) -> SupportRow:
-    return SupportRow(
-        release=release,
-        capabilities=("11.0",),
-        supported=False,
-        moe_backend=None,
-        attention_backend=None,
-        why=(
-            "unverified: 11.0 is Jetson Thor (aarch64, CUDA 13 numbering), x86_64 torch builds "
-            "carry no sm_110 code, and vLLM's Triton MXFP4 MoE is reported failing on sm_110a "
-            "(vllm#29317, open)"
-        ),
-        remedy=_REMEDY_THOR,
-        source=(
-            "torch 2.11.0 cu130 x86_64 libtorch_cuda.so (cuobjdump --list-elf): sm_75..sm_121a, "
-            "no sm_110, no PTX; CUDA 12.x builds (vLLM < 0.20) cannot target sm_110 at all; "
-            "vllm#29317 'triton 3.5 for gpt-oss fails on sm11.0a cu130' (open); 0.24.0 "
-            "experts/flashinfer_cutlass_moe.py excludes SM110 (flashinfer#3134); 0.32.0+ admits "
-            "11.x to the Triton gate without naming it validated (0.33.0 "
-            "experts/gpt_oss_triton_kernels_moe.py L48-53)"
-        ),
-    )
+def no(why: str, remedy: str, source: str, **more) -> Cell:
+    """A cell where gpt-oss does not run: why not, and what to do instead."""
+    return Cell(False, None, None, why, source, remedy=remedy, **more)
 
 
-# --- the table -----------------------------------------------------------------------------
+def _marlin_triton(source: str, notes: tuple[str, ...] = ()) -> Cell:
+    return ok(MARLIN, TRITON_ATTN, "Marlin weight-only MXFP4 MoE and Triton attention with sinks", source, notes=notes)
 
-SUPPORT_TABLE: tuple[SupportRow, ...] = (
-    # 0.10.1+gptoss: the launch wheel (Hopper and B200 only). Not read from its wheel.
-    SupportRow(
-        release="0.10.1+gptoss",
-        capabilities=("9.0",),
-        supported=True,
-        moe_backend=TRITON,
-        attention_backend=FA3,
-        why="the launch build's Hopper path (OpenAI Triton matmul_ogs MoE, FlashAttention 3 sinks)",
-        source=(
-            "vLLM blog 2025-08-05 'vLLM Now Supports gpt-oss' (Hopper: Triton matmul_ogs; "
-            "Blackwell: FlashInfer MoE); attention sinks in FA3: vLLM PR 22320; FACTS.md; "
-            "wheel not read"
-        ),
+
+BELOW_AMPERE = no(
+    (
+        "vLLM has no MXFP4 kernel below compute capability 8.0 in any release "
+        "(Mxfp4Config.get_min_capability() is 80, so start-up fails with 'The "
+        "quantization method mxfp4 is not supported for the current GPU. Minimum "
+        "capability: 80')"
     ),
-    SupportRow(
-        release="0.10.1+gptoss",
-        capabilities=("10.0",),
-        supported=True,
-        moe_backend="FLASHINFER (MXFP4 MoE on Blackwell FP4 tensor cores)",
-        attention_backend=FI_ATTN,
-        why="the launch build's B200 path (FlashInfer MXFP4 MoE, TRT-LLM attention with sinks)",
-        notes=(
-            "launch-era B200 variables (VLLM_USE_TRTLLM_ATTENTION=1, "
-            "VLLM_USE_FLASHINFER_MXFP4_MOE=1, seen commented out in vllm#22331) were not "
-            "checked against this wheel and are not set",
-        ),
-        source="vLLM blog 2025-08-05 (Blackwell: FlashInfer MoE kernel); FACTS.md; wheel not read",
+    _REMEDY_OLD_GPU,
+    (
+        "Mxfp4Config.get_min_capability() returns 80 in every wheel read, 0.10.1 "
+        "(quantization/mxfp4.py L75-76) to 0.33.0 (L71-72); the check raises in 0.10.1 "
+        "vllm/config/__init__.py L3452-3457 and 0.33.0 vllm/config/vllm.py L930-934; "
+        "vllm#22288 (SM75 report), vllm#23203 (request to allow 7.5, open)"
     ),
-    SupportRow(
-        release="0.10.1+gptoss",
-        capabilities=("8.0", "8.6", "8.9"),
-        supported=False,
-        moe_backend=None,
-        attention_backend=None,
-        why=(
-            "the launch build has no sink-capable attention for sm_8x: FlashAttention 2 stops "
-            "with 'Sinks are only supported in FlashAttention 3' (vllm#22331 on RTX 4090, "
-            "#22290 on A100) and forcing TRITON_ATTN_VLLM_V1 ends in 'no kernel image is "
-            "available for execution on the device' (#22414, #22502 on A100)"
-        ),
-        remedy=(
-            "install vLLM >= 0.10.1 from PyPI, which added Marlin MXFP4 MoE and Triton sink "
-            f"attention for Ampere/Ada (PR 22714); newest checked {NEWEST_CHECKED}"
-        ),
-        source="vllm#22331, #22290, #22414, #22502; PR 22714 (merged 2025-08-12); FACTS.md",
-    ),
-    SupportRow(
-        release="0.10.1+gptoss",
-        capabilities=("10.3", "12.0", "12.1"),
-        supported=False,
-        moe_backend=None,
-        attention_backend=None,
-        why=(
-            "the launch build targeted Hopper (9.0) and B200 (10.0) only; its recipe listed "
-            "Ampere, Ada Lovelace and RTX 5090 as work in progress"
-        ),
-        remedy=(
-            "install vLLM >= 0.10.2 from PyPI (Marlin MXFP4 MoE + Triton attention; B300 gets "
-            f"FlashInfer from 0.13.0); newest checked {NEWEST_CHECKED}"
-        ),
-        source=(
-            "launch recipe (copy at hochej.github.io/pi-mono/pods/gpt-oss): 'run it on NVIDIA "
-            "H100, H200, B200 ... actively working on ... Ampere, Ada Lovelace, and RTX 5090'"
-        ),
-    ),
-    _thor("0.10.1+gptoss"),
-    _below_ampere("0.10.1+gptoss"),
-    # 0.10.1, 0.10.1.1
-    SupportRow(
-        release="0.10.1.x",
-        capabilities=("8.0", "8.6", "8.9"),
-        supported=True,
-        moe_backend=MARLIN,
-        attention_backend=TRITON_ATTN,
-        why="Marlin weight-only MXFP4 MoE and Triton attention with sinks",
-        source=(
-            "0.10.1 wheel: quantization/mxfp4.py L123-135 Mxfp4MoEMethod._should_use_marlin "
-            "(CUDA and capability < 9.0 -> Marlin); platforms/cuda.py L321-324 (has_sink and "
-            "not 9.0 -> TRITON_ATTN_VLLM_V1); PR 22714; " + _SRC_RECIPE
-        ),
-    ),
-    SupportRow(
-        release="0.10.1.x",
-        capabilities=("9.0",),
-        supported=True,
-        moe_backend=MARLIN,
-        attention_backend=FA3,
-        why="Marlin MoE even on Hopper (torch 2.7.1 < 2.8 and no triton_kernels) and FA3 sinks",
-        source=(
-            "0.10.1 wheel: quantization/mxfp4.py L131-134 (no triton_kernels or torch < 2.8.0 "
-            "-> Marlin); platforms/cuda.py L321-330 (9.0 keeps FLASH_ATTN_V1; FA3 asserts "
-            "sinks in v1/attention/backends/flash_attn.py L422-426)"
-        ),
-    ),
-    SupportRow(
-        release="0.10.1.x",
-        capabilities=("10.0",),
-        supported=True,
-        moe_backend=FI_MXFP8,
-        attention_backend=FI_ATTN,
-        why="FlashInfer MXFP4 MoE with MXFP8 activations and TRT-LLM attention with sinks",
-        env=ENV_MXFP8,
-        pip_extras=("flashinfer",),
-        notes=(
-            _NOTE_TORCH_CU126,
-            "without the flashinfer extra, SM100 skips Marlin and takes the triton_kernels "
-            "path, which this wheel does not ship: start-up fails (vLLM PR 23008 shows "
-            "'No module named triton_kernels')",
-            "FlashInfer's TRT-LLM kernels, the only ones with sinks here, are cubins fetched "
-            "from NVIDIA's artifactory at start (utils/flashinfer.py L152-175); without that "
-            "access 0.10.1 leaves the TRT-LLM path (L176-199) and what follows was not "
-            "verified: keep such a host online for the first start or use vLLM >= 0.11.1",
-        ),
-        source=(
-            "0.10.1 wheel: quantization/mxfp4.py L35-61 (FlashInfer BF16 by default on "
-            "capability 10.0 when flashinfer is importable; VLLM_USE_FLASHINFER_MOE_MXFP4_MXFP8 "
-            "selects MXFP8), L123-135 (Marlin never on 10.0); platforms/cuda.py L301-312 "
-            "(FlashInfer attention by default on 10.0); " + _SRC_RECIPE
-        ),
-    ),
-    SupportRow(
-        release="0.10.1.x",
-        capabilities=("10.3",),
-        supported=True,
-        moe_backend=MARLIN,
-        attention_backend=TRITON_ATTN,
-        why="Marlin MoE (the FlashInfer path matches capability 10.0 exactly) and Triton attention",
-        notes=(_NOTE_TORCH_CU126, _NOTE_PTX_JIT, "not run on hardware here"),
-        source=(
-            "0.10.1 wheel: quantization/mxfp4.py L126-134 (is_device_capability(100) is exact; "
-            "no triton_kernels -> Marlin); platforms/cuda.py L321-324; cuobjdump of "
-            "vllm/_moe_C.abi3.so: Marlin SASS sm_80/sm_87/sm_90 plus compute_90 PTX"
-        ),
-    ),
-    SupportRow(
-        release="0.10.1.x",
-        capabilities=("12.0", "12.1"),
-        supported=True,
-        moe_backend=MARLIN,
-        attention_backend=TRITON_ATTN,
-        why="Marlin weight-only MXFP4 MoE and Triton attention with sinks",
-        notes=(
-            _NOTE_TORCH_CU126,
-            _NOTE_PTX_JIT,
-            "no aarch64 wheel of 0.10.1.x on PyPI (matters for GB10)",
-            _NOTE_GB10,
-        ),
-        source=(
-            "0.10.1 wheel: quantization/mxfp4.py L126-134 (torch 2.7.1 < 2.8.0 -> Marlin); "
-            "platforms/cuda.py L321-324; cuobjdump of vllm/_moe_C.abi3.so (compute_90 PTX)"
-        ),
-    ),
-    _thor("0.10.1.x"),
-    _below_ampere("0.10.1.x"),
-    # 0.10.2, 0.11.0
-    SupportRow(
-        release="0.10.2-0.11.0",
-        capabilities=("8.0", "8.6", "8.9"),
-        supported=True,
-        moe_backend=MARLIN,
-        attention_backend=TRITON_ATTN,
-        why="Marlin weight-only MXFP4 MoE and Triton attention with sinks",
-        source=(
-            "0.10.2 wheel quantization/mxfp4.py L89-94 / 0.11.0 L94-99 (major < 9 -> Marlin); "
-            "0.10.2 platforms/cuda.py L355-358, 0.11.0 L358-362 (sinks off 9.0 -> TRITON_ATTN)"
-        ),
-    ),
-    SupportRow(
-        release="0.10.2-0.11.0",
-        capabilities=("9.0",),
-        supported=True,
-        moe_backend=MARLIN,
-        attention_backend=FA3,
-        why=(
-            "Marlin MoE on Hopper (triton_kernels is neither a dependency nor vendored, so the "
-            "Triton branch is not taken) and FA3 sinks"
-        ),
-        notes=(
-            "installing triton_kernels by hand switches Hopper to the TRITON backend "
-            "(vllm#26582 shows version matching is fragile)",
-        ),
-        source=(
-            "0.10.2 wheel quantization/mxfp4.py L54-104 get_mxfp4_backend (L89-94: no "
-            "triton_kernels -> Marlin), METADATA (no triton_kernels), utils has_triton_kernels "
-            "= _has_module('triton_kernels'); 0.11.0 identical (L59-109)"
-        ),
-    ),
-    SupportRow(
-        release="0.10.2-0.11.0",
-        capabilities=("10.0",),
-        supported=True,
-        moe_backend=FI_MXFP8,
-        attention_backend=FI_ATTN,
-        why="FlashInfer MXFP4 MoE with MXFP8 activations and TRT-LLM attention with sinks",
-        env=ENV_MXFP8,
-        pip_extras=("flashinfer",),
-        notes=(
-            "without the flashinfer extra vLLM warns and uses MARLIN + TRITON_ATTN, which works",
-            "with FlashInfer installed but its cubins unreachable (no internet, no "
-            "flashinfer-cubin), start-up fails with 'FlashInfer backend currently does not "
-            "support attention sinks' (0.10.2 v1/attention/backends/flashinfer.py L300-305): "
-            "on such hosts install without the extra",
-        ),
-        source=(
-            "0.10.2 wheel quantization/mxfp4.py L66-73 (10.0 + flashinfer + "
-            "VLLM_USE_FLASHINFER_MOE_MXFP4_MXFP8 -> SM100_FI_MXFP4_MXFP8_TRTLLM), L80-94 "
-            "(no flashinfer -> warning, Marlin); utils/flashinfer.py L157-178 "
-            "(TRT-LLM attention needs capability 10.0 and the artifactory); " + _SRC_RECIPE
-        ),
-    ),
-    SupportRow(
-        release="0.10.2-0.11.0",
-        capabilities=("10.3", "12.0", "12.1"),
-        supported=True,
-        moe_backend=MARLIN,
-        attention_backend=TRITON_ATTN,
-        why="Marlin weight-only MXFP4 MoE and Triton attention with sinks",
-        notes=(_NOTE_PTX_JIT, _NOTE_GB10),
-        source=(
-            "0.10.2 wheel quantization/mxfp4.py L56-94 (FlashInfer branches need capability "
-            "10.0 exactly; no triton_kernels -> Marlin); platforms/cuda.py L335-358 (FlashInfer "
-            "default only on 10.0; sinks off 9.0 -> TRITON_ATTN); vllm#40153 (RTX PRO 6000 "
-            "SM120 logs TRITON_ATTN + Marlin)"
-        ),
-    ),
-    _thor("0.10.2-0.11.0"),
-    _below_ampere("0.10.2-0.11.0"),
-    # 0.11.1, 0.11.2
-    SupportRow(
-        release="0.11.1-0.11.2",
-        capabilities=("8.0", "8.6", "8.9", "12.0", "12.1"),
-        supported=True,
-        moe_backend=MARLIN,
-        attention_backend=TRITON_ATTN,
-        why="Marlin weight-only MXFP4 MoE and Triton attention with sinks",
-        notes=(_NOTE_GB10,),
-        source=(
-            "0.11.2 wheel quantization/mxfp4.py L134-142 (major < 9 or no triton_kernels -> "
-            "Marlin); platforms/cuda.py L46-84 _get_backend_priorities (FLASH_ATTN, FLASHINFER, "
-            "TRITON_ATTN) with FA2 lacking sinks (attention/utils/fa_utils.py L83-87) and "
-            "FlashInfer sinks only via TRT-LLM on 10.0 (v1/attention/backends/flashinfer.py "
-            "L345-357); 0.11.1 identical"
-        ),
-    ),
-    SupportRow(
-        release="0.11.1-0.11.2",
-        capabilities=("9.0",),
-        supported=True,
-        moe_backend=MARLIN,
-        attention_backend=FA3,
-        why="Marlin MoE on Hopper (still no triton_kernels in the wheel) and FA3 sinks",
-        source=(
-            "0.11.2 wheel quantization/mxfp4.py L134-142, METADATA (no triton_kernels); "
-            "fa_utils.py L83-87 (FA3 supports sinks)"
-        ),
-    ),
-    SupportRow(
-        release="0.11.1-0.11.2",
-        capabilities=("10.0",),
-        supported=True,
-        moe_backend=FI_MXFP8,
-        attention_backend=FI_ATTN,
-        why="FlashInfer MXFP4 MoE with MXFP8 activations and TRT-LLM attention with sinks",
-        env=ENV_MXFP8,
-        notes=(_NOTE_CUBINS.format(fallback="TRITON_ATTN"),),
-        source=(
-            "0.11.2 wheel quantization/mxfp4.py L110-115 (10.0 + flashinfer + "
-            "VLLM_USE_FLASHINFER_MOE_MXFP4_MXFP8 -> SM100_FI_MXFP4_MXFP8_TRTLLM); "
-            "utils/flashinfer.py L219-229 (TRT-LLM needs capability 10.0 and cubins); " + _SRC_RECIPE
-        ),
-    ),
-    SupportRow(
-        release="0.11.1-0.11.2",
-        capabilities=("10.3",),
-        supported=True,
-        moe_backend=MARLIN,
-        attention_backend=TRITON_ATTN,
-        why="Marlin MoE and Triton attention (FlashInfer MoE and TRT-LLM attention match 10.0 only)",
-        notes=(_NOTE_PTX_JIT, "not run on hardware here"),
-        source=(
-            "0.11.2 wheel quantization/mxfp4.py L104-142 (is_device_capability(100) exact); "
-            "utils/flashinfer.py L219-229 (is_device_capability(100) exact)"
-        ),
-    ),
-    _thor("0.11.1-0.11.2"),
-    _below_ampere("0.11.1-0.11.2"),
-    # 0.12.0
-    SupportRow(
-        release="0.12.0",
-        capabilities=("8.0", "8.6", "8.9", "12.0", "12.1"),
-        supported=True,
-        moe_backend=MARLIN,
-        attention_backend=TRITON_ATTN,
-        why="Marlin weight-only MXFP4 MoE and Triton attention with sinks",
-        notes=(_NOTE_GB10,),
-        source=(
-            "0.12.0 wheel quantization/mxfp4.py L152-166 (Triton only for 9.0 <= capability < "
-            "11.0; 'SM120 needs this fix: triton-lang/triton#8498' -> Marlin); platforms/cuda.py "
-            "L46-83; v1/attention/backends/flashinfer.py L358 supports_sink"
-        ),
-    ),
-    SupportRow(
-        release="0.12.0",
-        capabilities=("9.0",),
-        supported=True,
-        moe_backend=MARLIN,
-        attention_backend=FA3,
-        why=(
-            "Marlin MoE forced by VLLM_MXFP4_USE_MARLIN=1 because the default TRITON backend "
-            "regressed at small concurrency on Hopper in 0.12.0 (vllm#28894), and FA3 sinks"
-        ),
-        env=ENV_MARLIN,
-        notes=(
-            "the regression was fixed by vLLM PR 30528: 0.13.0's _swizzle_mxfp4 pins "
-            "split_k=1 on SM90 (quantization/utils/mxfp4_utils.py), so 0.13+ needs no variable",
-        ),
-        source=(
-            "0.12.0 wheel quantization/mxfp4.py L152-166 (VLLM_MXFP4_USE_MARLIN or Triton "
-            "unsupported -> Marlin, else Triton for 9.0 <= capability < 11.0); vllm#28894; "
-            "vllm-project/recipes PR 168; " + _SRC_RECIPE
-        ),
-    ),
-    SupportRow(
-        release="0.12.0",
-        capabilities=("10.0",),
-        supported=True,
-        moe_backend=FI_MXFP8,
-        attention_backend=FI_ATTN,
-        why="FlashInfer MXFP4 MoE with MXFP8 activations and TRT-LLM attention with sinks",
-        env=ENV_MXFP8,
-        notes=(_NOTE_CUBINS.format(fallback="TRITON_ATTN"),),
-        source=(
-            "0.12.0 wheel quantization/mxfp4.py L128-133 (capability 10.0 + flashinfer + env "
-            "-> SM100_FI_MXFP4_MXFP8_TRTLLM); utils/flashinfer.py L257-267; " + _SRC_RECIPE
-        ),
-    ),
-    SupportRow(
-        release="0.12.0",
-        capabilities=("10.3",),
-        supported=True,
-        moe_backend=TRITON,
-        attention_backend=TRITON_ATTN,
-        why=(
-            "OpenAI Triton MoE (FlashInfer matches 10.0 only, the Triton gate 9.0 <= capability "
-            "< 11.0 admits 10.3) and Triton attention"
-        ),
-        notes=("not run on hardware here",),
-        source=(
-            "0.12.0 wheel quantization/mxfp4.py L121-166; utils/flashinfer.py L257-267 "
-            "(TRT-LLM attention exact 10.0); fa_utils.py L91-95 (FA2 on 10.x has no sinks)"
-        ),
-    ),
-    _thor("0.12.0"),
-    _below_ampere("0.12.0"),
-    # 0.13.0 .. 0.19.1
-    SupportRow(
-        release="0.13-0.19",
-        capabilities=("8.0", "8.6", "8.9", "12.0", "12.1"),
-        supported=True,
-        moe_backend=MARLIN,
-        attention_backend=TRITON_ATTN,
-        why="Marlin weight-only MXFP4 MoE and Triton attention with sinks",
-        notes=(_NOTE_GB10,),
-        source=(
-            "0.13.0 wheel quantization/mxfp4.py L151-165, 0.18.0 L158-170 (Triton gate 9.0 <= "
-            "capability < 11.0, else Marlin); 0.19.0 fused_moe/oracle/mxfp4.py L169-185 "
-            "(priority ... TRITON, FLASHINFER_CUTLASS_MXFP4_BF16 (9.0 only), MARLIN) and "
-            "fused_moe/gpt_oss_triton_kernels_moe.py L564 ((9,0) <= cap < (11,0)); "
-            "platforms/cuda.py _get_backend_priorities unchanged"
-        ),
-    ),
-    SupportRow(
-        release="0.13-0.19",
-        capabilities=("9.0",),
-        supported=True,
-        moe_backend=TRITON,
-        attention_backend=FA3,
-        why="OpenAI Triton (triton_kernels, vendored) MoE and FA3 sinks",
-        source=(
-            "0.13.0 wheel quantization/mxfp4.py L151-165 and quantization/utils/mxfp4_utils.py "
-            "(split_k=1 on SM90, the PR 30528 fix); 0.19.0 oracle/mxfp4.py L169-185 (TRITON "
-            "before MARLIN)"
-        ),
-    ),
-    SupportRow(
-        release="0.13-0.19",
-        capabilities=("10.0",),
-        supported=True,
-        moe_backend=FI_MXFP8,
-        attention_backend=FI_ATTN,
-        why="FlashInfer MXFP4 MoE with MXFP8 activations and TRT-LLM attention with sinks",
-        env=ENV_MXFP8,
-        notes=(_NOTE_CUBINS.format(fallback="TRITON_ATTN"),),
-        source=(
-            "0.13.0 wheel quantization/mxfp4.py L127-132 (is_device_capability_family(100) + "
-            "flashinfer + env -> SM100_FI_MXFP4_MXFP8_TRTLLM); 0.19.0 oracle/mxfp4.py L309-319 "
-            "(env -> FLASHINFER_TRTLLM_MXFP4_MXFP8); utils/flashinfer.py supports_trtllm_attention "
-            "(family 100); " + _SRC_RECIPE
-        ),
-    ),
-    SupportRow(
-        release="0.13-0.19",
-        capabilities=("10.3",),
-        supported=True,
-        moe_backend=FI_BF16,
-        attention_backend=FI_ATTN,
-        why="FlashInfer MXFP4 MoE (BF16 activations) and TRT-LLM attention with sinks",
-        notes=(
-            "the recipe sets VLLM_USE_FLASHINFER_MOE_MXFP4_MXFP8=1 only for compute capability "
-            "10.0, so it is not set here",
-            _NOTE_CUBINS.format(fallback="TRITON_ATTN"),
-            "not run on hardware here",
-        ),
-        source=(
-            "0.13.0 wheel quantization/mxfp4.py L133-140 (family 100 -> SM100_FI_MXFP4_BF16 by "
-            "default); utils/flashinfer.py supports_trtllm_attention (family 100)"
-        ),
-    ),
-    _thor("0.13-0.19"),
-    _below_ampere("0.13-0.19"),
-    # 0.20.0 .. 0.21.0
-    SupportRow(
-        release="0.20-0.21",
-        capabilities=("8.0", "8.6", "8.9", "12.0", "12.1"),
-        supported=True,
-        moe_backend=MARLIN,
-        attention_backend=TRITON_ATTN,
-        why="Marlin weight-only MXFP4 MoE and Triton attention with sinks",
-        notes=(_NOTE_GB10, "vllm#41477: GB10 on 0.20.0 runs Marlin by default"),
-        source=(
-            "0.20.0 wheel fused_moe/oracle/mxfp4.py L193-211 (gpt-oss priority: "
-            "FLASHINFER_TRTLLM_MXFP4_BF16 (family 100), AITER, TRITON ((9,0) <= cap < (11,0), "
-            "experts L658), FLASHINFER_CUTLASS_MXFP4_BF16 (9.0), MARLIN)"
-        ),
-    ),
-    SupportRow(
-        release="0.20-0.21",
-        capabilities=("9.0",),
-        supported=True,
-        moe_backend=TRITON,
-        attention_backend=FA3,
-        why="OpenAI Triton MoE and FA3 sinks",
-        source="0.20.0 wheel fused_moe/oracle/mxfp4.py L193-211; v1/attention/backends/fa_utils.py L200-203",
-    ),
-    SupportRow(
-        release="0.20-0.21",
-        capabilities=("10.0",),
-        supported=True,
-        moe_backend=FI_MXFP8,
-        attention_backend=FI_ATTN,
-        why="FlashInfer MXFP4 MoE with MXFP8 activations and TRT-LLM attention with sinks",
-        env=ENV_MXFP8,
-        notes=(
-            "0.20.1 changed the MXFP8 TRT-LLM quant config (mx_alignment=256) in "
-            "oracle/mxfp4.py: prefer 0.20.1+ over 0.20.0 for this path",
-            "without the TRT-LLM cubins attention falls back to FLASH_ATTN (FlashAttention 4 has sinks from 0.20)",
-        ),
-        source=(
-            "0.20.0 wheel fused_moe/oracle/mxfp4.py L359-368 (env -> "
-            "FLASHINFER_TRTLLM_MXFP4_MXFP8); fa_utils.py L200-203 (FA3 and FA4 support sinks); "
-            "METADATA flashinfer-cubin==0.6.8.post1; " + _SRC_RECIPE
-        ),
-    ),
-    SupportRow(
-        release="0.20-0.21",
-        capabilities=("10.3",),
-        supported=True,
-        moe_backend=FI_BF16,
-        attention_backend=FI_ATTN,
-        why="FlashInfer MXFP4 MoE (BF16 activations) and TRT-LLM attention with sinks",
-        notes=("not run on hardware here",),
-        source="0.20.0 wheel fused_moe/oracle/mxfp4.py L193-211; experts/trtllm_mxfp4_moe.py L91 (family 100)",
-    ),
-    _thor("0.20-0.21"),
-    _below_ampere("0.20-0.21"),
-    # 0.22.0 .. 0.23.0
-    SupportRow(
-        release="0.22-0.23",
-        capabilities=("8.0", "8.6", "8.9", "12.0", "12.1"),
-        supported=True,
-        moe_backend=MARLIN,
-        attention_backend=TRITON_ATTN,
-        why="Marlin weight-only MXFP4 MoE and Triton attention with sinks",
-        notes=(_NOTE_GB10,),
-        source=(
-            "0.22.0 wheel fused_moe/oracle/mxfp4.py L270-290 (gpt-oss priority), "
-            "experts/gpt_oss_triton_kernels_moe.py L49 ((9,0) <= cap < (11,0))"
-        ),
-    ),
-    SupportRow(
-        release="0.22-0.23",
-        capabilities=("9.0",),
-        supported=True,
-        moe_backend=TRITON,
-        attention_backend=FA3,
-        why="OpenAI Triton MoE and FA3 sinks",
-        source="0.22.0/0.23.0 wheels fused_moe/oracle/mxfp4.py L270-290",
-    ),
-    SupportRow(
-        release="0.22-0.23",
-        capabilities=("10.0",),
-        supported=True,
-        moe_backend=FI_MXFP8,
-        attention_backend=FI_ATTN,
-        why="FlashInfer MXFP4 MoE with MXFP8 activations and TRT-LLM attention with sinks",
-        env=ENV_MXFP8,
-        notes=(
-            "VLLM_USE_FLASHINFER_MOE_MXFP4_MXFP8 still works here but logs a deprecation "
-            "warning; vLLM's replacement is '--moe-backend flashinfer_trtllm with "
-            "--quantization_config.moe.activation mxfp8', and 0.24.0 drops the variable",
-        ),
-        source=(
-            "0.23.0 wheel vllm/envs.py L1495-1503 (deprecated_env, 'v0.23'); "
-            "fused_moe/oracle/mxfp4.py L499-510 (env -> FLASHINFER_TRTLLM_MXFP4_MXFP8); " + _SRC_RECIPE
-        ),
-    ),
-    SupportRow(
-        release="0.22-0.23",
-        capabilities=("10.3",),
-        supported=True,
-        moe_backend=FI_BF16,
-        attention_backend=FI_ATTN,
-        why="FlashInfer MXFP4 MoE (BF16 activations) and TRT-LLM attention with sinks",
-        notes=("not run on hardware here",),
-        source="0.23.0 wheel fused_moe/oracle/mxfp4.py L270-290; experts/trtllm_mxfp4_moe.py L87",
-    ),
-    _thor("0.22-0.23"),
-    _below_ampere("0.22-0.23"),
-    # 0.24.0 .. 0.27.1
-    SupportRow(
-        release="0.24-0.27",
-        capabilities=("8.0", "8.6", "8.9", "12.0", "12.1"),
-        supported=True,
-        moe_backend=MARLIN,
-        attention_backend=TRITON_ATTN,
-        why="Marlin weight-only MXFP4 MoE and Triton attention with sinks",
-        notes=(_NOTE_GB10,),
-        source=(
-            "0.24.0 wheel fused_moe/oracle/mxfp4.py L304-323 (gpt-oss priority; BF16 variants "
-            "only unless an activation is requested, L420-437), "
-            "experts/gpt_oss_triton_kernels_moe.py L37-49 ((9,0) <= cap < (11,0)), "
-            "experts/marlin_moe.py L603 (capability >= 7.5); platforms/cuda.py L84 priorities"
-        ),
-    ),
-    SupportRow(
-        release="0.24-0.27",
-        capabilities=("9.0",),
-        supported=True,
-        moe_backend=TRITON,
-        attention_backend=FA3,
-        why="OpenAI Triton MoE and FA3 sinks",
-        source=(
-            "0.24.0 wheel fused_moe/oracle/mxfp4.py L304-323; FACTS.md: real H100 with 0.24.0 "
-            "logs \"Using 'TRITON' Mxfp4 MoE backend\" and FLASH_ATTN (FA3)"
-        ),
-    ),
-    SupportRow(
-        release="0.24-0.27",
-        capabilities=("10.0", "10.3"),
-        supported=True,
-        moe_backend=FI_BF16,
-        attention_backend=FI_ATTN,
-        why="FlashInfer MXFP4 MoE (BF16 activations) and TRT-LLM attention with sinks",
-        notes=(
-            "VLLM_USE_FLASHINFER_MOE_MXFP4_MXFP8 no longer exists (setting it only logs "
-            "'Unknown vLLM environment variable detected'); MXFP8 activations, which the "
-            "recipe recommends on 10.0, are now a serve option: --moe-backend flashinfer_trtllm "
-            "with --quantization_config.moe.activation mxfp8",
-            "flashinfer-cubin is a dependency up to 0.25.x only: from 0.26.0 an offline host "
-            "needs it installed or falls back to FLASH_ATTN (FlashAttention 4) for attention",
-        ),
-        source=(
-            "0.24.0 wheel vllm/envs.py (no MXFP4 variables; validate_environ L1998-2004), "
-            "fused_moe/oracle/mxfp4.py L304-323 (FLASHINFER_TRTLLM_MXFP4_BF16 first), "
-            "experts/trtllm_mxfp4_moe.py L85-87 (family 100 + flashinfer), utils/flashinfer.py "
-            "L374-386; 0.26.0 METADATA (no flashinfer-cubin)"
-        ),
-    ),
-    _thor("0.24-0.27"),
-    _below_ampere("0.24-0.27"),
-    # 0.28.0 .. 0.31.0
-    SupportRow(
-        release="0.28-0.31",
-        capabilities=("8.0", "8.6", "8.9"),
-        supported=True,
-        moe_backend=MARLIN,
-        attention_backend=TRITON_ATTN,
-        why="Marlin weight-only MXFP4 MoE and Triton attention with sinks",
-        source="0.28.0-0.31.0 wheels fused_moe/oracle/mxfp4.py (0.31.0 L342-366 gpt-oss priority)",
-    ),
-    SupportRow(
-        release="0.28-0.31",
-        capabilities=("12.0", "12.1"),
-        supported=True,
-        moe_backend=MARLIN,
-        attention_backend="FLASHINFER (XQA decode) if FlashInfer's cubins are available, else TRITON_ATTN",
-        why="Marlin weight-only MXFP4 MoE and sink attention from FlashInfer XQA or Triton",
-        notes=(_NOTE_GB10, _NOTE_CUBINS.format(fallback="TRITON_ATTN")),
-        source=(
-            "0.28.0 wheel v1/attention/backends/flashinfer.py L543-560 (supports_sink: SM12x "
-            "via XQA decode); utils/flashinfer.py supports_trtllm_attention (family 120 "
-            "decode only); flashinfer#4070 (sinks on SM12x from flashinfer 0.6.16)"
-        ),
-    ),
-    SupportRow(
-        release="0.28-0.31",
-        capabilities=("9.0",),
-        supported=True,
-        moe_backend=TRITON,
-        attention_backend=FA3,
-        why="OpenAI Triton MoE and FA3 sinks",
-        source="0.31.0 wheel fused_moe/oracle/mxfp4.py L342-366",
-    ),
-    SupportRow(
-        release="0.28-0.31",
-        capabilities=("10.0", "10.3"),
-        supported=True,
-        moe_backend=FI_BF16,
-        attention_backend=FI_ATTN,
-        why="FlashInfer MXFP4 MoE (BF16 activations) and TRT-LLM attention with sinks",
-        notes=(
-            "MXFP8 activations are a serve option (--moe-backend flashinfer_trtllm with "
-            "--quantization_config.moe.activation mxfp8), not an environment variable",
-            _NOTE_CUBINS.format(fallback="FLASH_ATTN (FlashAttention 4)"),
-        ),
-        source="0.31.0 wheel fused_moe/oracle/mxfp4.py L342-366; experts/trtllm_mxfp4_moe.py (family 100)",
-    ),
-    _thor("0.28-0.31"),
-    _below_ampere("0.28-0.31"),
-    # 0.32.0 .. 0.33.x
-    SupportRow(
-        release="0.32-0.33",
-        capabilities=("8.0", "8.6", "8.9"),
-        supported=True,
-        moe_backend=MARLIN,
-        attention_backend=TRITON_ATTN,
-        why="Marlin weight-only MXFP4 MoE and Triton attention with sinks",
-        source="0.33.0 wheel fused_moe/oracle/mxfp4.py L402-435 (gpt-oss priority)",
-    ),
-    SupportRow(
-        release="0.32-0.33",
-        capabilities=("12.0", "12.1"),
-        supported=True,
-        moe_backend=MARLIN,
-        attention_backend="FLASHINFER (XQA decode) if FlashInfer's cubins are available, else TRITON_ATTN",
-        why=(
-            "Marlin MoE (vLLM admits SM12x to Triton now but orders it after Marlin, which "
-            "prefills ~10% faster there) and sink attention from FlashInfer XQA or Triton"
-        ),
-        notes=(_NOTE_GB10, "--moe-backend triton opts into the Triton MoE on SM12x"),
-        source=(
-            "0.33.0 wheel fused_moe/oracle/mxfp4.py L426-433 (SM12x: TRITON moved after "
-            "BATCHED_MARLIN), experts/gpt_oss_triton_kernels_moe.py L48-53 ((9,0) <= cap < "
-            "(13,0)); v1/attention/backends/flashinfer.py L707-726; 0.32.0 identical (L413)"
-        ),
-    ),
-    SupportRow(
-        release="0.32-0.33",
-        capabilities=("9.0",),
-        supported=True,
-        moe_backend=TRITON,
-        attention_backend=FA3,
-        why="OpenAI Triton MoE and FA3 sinks",
-        source=(
-            "0.33.0 wheel fused_moe/oracle/mxfp4.py L402-435 (TRITON before MARLIN; Humming "
-            "only moves ahead of Marlin on SM90, quantization/utils/humming/priority.py L12)"
-        ),
-    ),
-    SupportRow(
-        release="0.32-0.33",
-        capabilities=("10.0", "10.3"),
-        supported=True,
-        moe_backend=FI_BF16,
-        attention_backend=FI_ATTN,
-        why="FlashInfer MXFP4 MoE (BF16 activations) and TRT-LLM attention with sinks",
-        notes=(
-            "MXFP8 activations are a serve option (--moe-backend flashinfer_trtllm with "
-            "--quantization_config.moe.activation mxfp8), not an environment variable",
-            _NOTE_CUBINS.format(fallback="FLASH_ATTN (FlashAttention 4)"),
-        ),
-        source=(
-            "0.33.0 wheel fused_moe/oracle/mxfp4.py L402-435, experts/trtllm_mxfp4_moe.py L123 "
-            "(family 100 + flashinfer); v1/attention/backends/flashinfer.py L707-726"
-        ),
-    ),
-    _thor("0.32-0.33"),
-    _below_ampere("0.32-0.33"),
 )
+
+THOR = no(
+    (
+        "unverified: 11.0 is Jetson Thor (aarch64, CUDA 13 numbering), x86_64 torch builds "
+        "carry no sm_110 code, and vLLM's Triton MXFP4 MoE is reported failing on sm_110a "
+        "(vllm#29317, open)"
+    ),
+    _REMEDY_THOR,
+    (
+        "torch 2.11.0 cu130 x86_64 libtorch_cuda.so (cuobjdump --list-elf): sm_75..sm_121a, "
+        "no sm_110, no PTX; CUDA 12.x builds (vLLM < 0.20) cannot target sm_110 at all; "
+        "vllm#29317 'triton 3.5 for gpt-oss fails on sm11.0a cu130' (open); 0.24.0 "
+        "experts/flashinfer_cutlass_moe.py excludes SM110 (flashinfer#3134); 0.32.0+ admits "
+        "11.x to the Triton gate without naming it validated (0.33.0 "
+        "experts/gpt_oss_triton_kernels_moe.py L48-53)"
+    ),
+)
+
+
+# --- the matrix: release ranges x architecture groups ------------------------------------
+# A key naming several groups shares one cell (same backends, same source). Every release
+# has exactly one cell per group (tests/test_kernel_support.py).
+
+MATRIX: dict = {
+    "0.10.1+gptoss": {
+        "7.x": BELOW_AMPERE,
+        "8.x": no(
+            (
+                "the launch build has no sink-capable attention for sm_8x: FlashAttention 2 stops with "
+                "'Sinks are only supported in FlashAttention 3' (vllm#22331 on RTX 4090, #22290 on A100) "
+                "and forcing TRITON_ATTN_VLLM_V1 ends in 'no kernel image is available for execution on "
+                "the device' (#22414, #22502 on A100)"
+            ),
+            (
+                "install vLLM >= 0.10.1 from PyPI, which added Marlin MXFP4 MoE and Triton sink attention"
+                f" for Ampere/Ada (PR 22714); newest checked {NEWEST_CHECKED}"
+            ),
+            "vllm#22331, #22290, #22414, #22502; PR 22714 (merged 2025-08-12); FACTS.md",
+        ),
+        "9.0": ok(
+            TRITON,
+            FA3,
+            "the launch build's Hopper path (OpenAI Triton matmul_ogs MoE, FlashAttention 3 sinks)",
+            (
+                "vLLM blog 2025-08-05 'vLLM Now Supports gpt-oss' (Hopper: Triton matmul_ogs; Blackwell: "
+                "FlashInfer MoE); attention sinks in FA3: vLLM PR 22320; FACTS.md; wheel not read"
+            ),
+        ),
+        "10.0": ok(
+            "FLASHINFER (MXFP4 MoE on Blackwell FP4 tensor cores)",
+            FI_ATTN,
+            "the launch build's B200 path (FlashInfer MXFP4 MoE, TRT-LLM attention with sinks)",
+            "vLLM blog 2025-08-05 (Blackwell: FlashInfer MoE kernel); FACTS.md; wheel not read",
+            notes=(
+                (
+                    "launch-era B200 variables (VLLM_USE_TRTLLM_ATTENTION=1, "
+                    "VLLM_USE_FLASHINFER_MXFP4_MOE=1, seen commented out in vllm#22331) were not checked "
+                    "against this wheel and are not set"
+                ),
+            ),
+        ),
+        ("10.3", "12.x"): no(
+            (
+                "the launch build targeted Hopper (9.0) and B200 (10.0) only; its recipe listed Ampere, "
+                "Ada Lovelace and RTX 5090 as work in progress"
+            ),
+            (
+                "install vLLM >= 0.10.2 from PyPI (Marlin MXFP4 MoE + Triton attention; B300 gets "
+                f"FlashInfer from 0.13.0); newest checked {NEWEST_CHECKED}"
+            ),
+            (
+                "launch recipe (copy at hochej.github.io/pi-mono/pods/gpt-oss): 'run it on NVIDIA H100, "
+                "H200, B200 ... actively working on ... Ampere, Ada Lovelace, and RTX 5090'"
+            ),
+        ),
+        "11.0": THOR,
+    },
+    "0.10.1.x": {
+        "7.x": BELOW_AMPERE,
+        "8.x": _marlin_triton(
+            (
+                "0.10.1 wheel: quantization/mxfp4.py L123-135 Mxfp4MoEMethod._should_use_marlin (CUDA and"
+                " capability < 9.0 -> Marlin); platforms/cuda.py L321-324 (has_sink and not 9.0 -> "
+                "TRITON_ATTN_VLLM_V1); PR 22714; "
+            )
+            + _SRC_RECIPE
+        ),
+        "9.0": ok(
+            MARLIN,
+            FA3,
+            "Marlin MoE even on Hopper (torch 2.7.1 < 2.8 and no triton_kernels) and FA3 sinks",
+            (
+                "0.10.1 wheel: quantization/mxfp4.py L131-134 (no triton_kernels or torch < 2.8.0 -> "
+                "Marlin); platforms/cuda.py L321-330 (9.0 keeps FLASH_ATTN_V1; FA3 asserts sinks in "
+                "v1/attention/backends/flash_attn.py L422-426)"
+            ),
+        ),
+        "10.0": ok(
+            FI_MXFP8,
+            FI_ATTN,
+            "FlashInfer MXFP4 MoE with MXFP8 activations and TRT-LLM attention with sinks",
+            (
+                (
+                    "0.10.1 wheel: quantization/mxfp4.py L35-61 (FlashInfer BF16 by default on capability "
+                    "10.0 when flashinfer is importable; VLLM_USE_FLASHINFER_MOE_MXFP4_MXFP8 selects MXFP8), "
+                    "L123-135 (Marlin never on 10.0); platforms/cuda.py L301-312 (FlashInfer attention by "
+                    "default on 10.0); "
+                )
+                + _SRC_RECIPE
+            ),
+            env=ENV_MXFP8,
+            pip_extras=("flashinfer",),
+            notes=(
+                _NOTE_TORCH_CU126,
+                (
+                    "without the flashinfer extra, SM100 skips Marlin and takes the triton_kernels path, "
+                    "which this wheel does not ship: start-up fails (vLLM PR 23008 shows 'No module named"
+                    " triton_kernels')"
+                ),
+                (
+                    "FlashInfer's TRT-LLM kernels, the only ones with sinks here, are cubins fetched from"
+                    " NVIDIA's artifactory at start (utils/flashinfer.py L152-175); without that access "
+                    "0.10.1 leaves the TRT-LLM path (L176-199) and what follows was not verified: keep "
+                    "such a host online for the first start or use vLLM >= 0.11.1"
+                ),
+            ),
+        ),
+        "10.3": ok(
+            MARLIN,
+            TRITON_ATTN,
+            "Marlin MoE (the FlashInfer path matches capability 10.0 exactly) and Triton attention",
+            (
+                "0.10.1 wheel: quantization/mxfp4.py L126-134 (is_device_capability(100) is exact; no "
+                "triton_kernels -> Marlin); platforms/cuda.py L321-324; cuobjdump of vllm/_moe_C.abi3.so:"
+                " Marlin SASS sm_80/sm_87/sm_90 plus compute_90 PTX"
+            ),
+            notes=(_NOTE_TORCH_CU126, _NOTE_PTX_JIT, "not run on hardware here"),
+        ),
+        "11.0": THOR,
+        "12.x": _marlin_triton(
+            (
+                "0.10.1 wheel: quantization/mxfp4.py L126-134 (torch 2.7.1 < 2.8.0 -> Marlin); "
+                "platforms/cuda.py L321-324; cuobjdump of vllm/_moe_C.abi3.so (compute_90 PTX)"
+            ),
+            notes=(
+                _NOTE_TORCH_CU126,
+                _NOTE_PTX_JIT,
+                "no aarch64 wheel of 0.10.1.x on PyPI (matters for GB10)",
+                _NOTE_GB10,
+            ),
+        ),
+    },
+    "0.10.2-0.11.0": {
+        "7.x": BELOW_AMPERE,
+        "8.x": _marlin_triton(
+            "0.10.2 wheel quantization/mxfp4.py L89-94 / 0.11.0 L94-99 (major < 9 -> Marlin); 0.10.2 "
+            "platforms/cuda.py L355-358, 0.11.0 L358-362 (sinks off 9.0 -> TRITON_ATTN)"
+        ),
+        "9.0": ok(
+            MARLIN,
+            FA3,
+            (
+                "Marlin MoE on Hopper (triton_kernels is neither a dependency nor vendored, so the Triton"
+                " branch is not taken) and FA3 sinks"
+            ),
+            (
+                "0.10.2 wheel quantization/mxfp4.py L54-104 get_mxfp4_backend (L89-94: no triton_kernels "
+                "-> Marlin), METADATA (no triton_kernels), utils has_triton_kernels = "
+                "_has_module('triton_kernels'); 0.11.0 identical (L59-109)"
+            ),
+            notes=(
+                (
+                    "installing triton_kernels by hand switches Hopper to the TRITON backend (vllm#26582 "
+                    "shows version matching is fragile)"
+                ),
+            ),
+        ),
+        "10.0": ok(
+            FI_MXFP8,
+            FI_ATTN,
+            "FlashInfer MXFP4 MoE with MXFP8 activations and TRT-LLM attention with sinks",
+            (
+                (
+                    "0.10.2 wheel quantization/mxfp4.py L66-73 (10.0 + flashinfer + "
+                    "VLLM_USE_FLASHINFER_MOE_MXFP4_MXFP8 -> SM100_FI_MXFP4_MXFP8_TRTLLM), L80-94 (no "
+                    "flashinfer -> warning, Marlin); utils/flashinfer.py L157-178 (TRT-LLM attention needs "
+                    "capability 10.0 and the artifactory); "
+                )
+                + _SRC_RECIPE
+            ),
+            env=ENV_MXFP8,
+            pip_extras=("flashinfer",),
+            notes=(
+                "without the flashinfer extra vLLM warns and uses MARLIN + TRITON_ATTN, which works",
+                (
+                    "with FlashInfer installed but its cubins unreachable (no internet, no flashinfer-"
+                    "cubin), start-up fails with 'FlashInfer backend currently does not support attention"
+                    " sinks' (0.10.2 v1/attention/backends/flashinfer.py L300-305): on such hosts install"
+                    " without the extra"
+                ),
+            ),
+        ),
+        ("10.3", "12.x"): _marlin_triton(
+            (
+                "0.10.2 wheel quantization/mxfp4.py L56-94 (FlashInfer branches need capability 10.0 "
+                "exactly; no triton_kernels -> Marlin); platforms/cuda.py L335-358 (FlashInfer default "
+                "only on 10.0; sinks off 9.0 -> TRITON_ATTN); vllm#40153 (RTX PRO 6000 SM120 logs "
+                "TRITON_ATTN + Marlin)"
+            ),
+            notes=(_NOTE_PTX_JIT, _NOTE_GB10),
+        ),
+        "11.0": THOR,
+    },
+    "0.11.1-0.11.2": {
+        "7.x": BELOW_AMPERE,
+        ("8.x", "12.x"): _marlin_triton(
+            (
+                "0.11.2 wheel quantization/mxfp4.py L134-142 (major < 9 or no triton_kernels -> Marlin); "
+                "platforms/cuda.py L46-84 _get_backend_priorities (FLASH_ATTN, FLASHINFER, TRITON_ATTN) "
+                "with FA2 lacking sinks (attention/utils/fa_utils.py L83-87) and FlashInfer sinks only "
+                "via TRT-LLM on 10.0 (v1/attention/backends/flashinfer.py L345-357); 0.11.1 identical"
+            ),
+            notes=(_NOTE_GB10,),
+        ),
+        "9.0": ok(
+            MARLIN,
+            FA3,
+            "Marlin MoE on Hopper (still no triton_kernels in the wheel) and FA3 sinks",
+            (
+                "0.11.2 wheel quantization/mxfp4.py L134-142, METADATA (no triton_kernels); fa_utils.py "
+                "L83-87 (FA3 supports sinks)"
+            ),
+        ),
+        "10.0": ok(
+            FI_MXFP8,
+            FI_ATTN,
+            "FlashInfer MXFP4 MoE with MXFP8 activations and TRT-LLM attention with sinks",
+            (
+                (
+                    "0.11.2 wheel quantization/mxfp4.py L110-115 (10.0 + flashinfer + "
+                    "VLLM_USE_FLASHINFER_MOE_MXFP4_MXFP8 -> SM100_FI_MXFP4_MXFP8_TRTLLM); utils/flashinfer.py"
+                    " L219-229 (TRT-LLM needs capability 10.0 and cubins); "
+                )
+                + _SRC_RECIPE
+            ),
+            env=ENV_MXFP8,
+            notes=(_NOTE_CUBINS.format(fallback="TRITON_ATTN"),),
+        ),
+        "10.3": ok(
+            MARLIN,
+            TRITON_ATTN,
+            "Marlin MoE and Triton attention (FlashInfer MoE and TRT-LLM attention match 10.0 only)",
+            (
+                "0.11.2 wheel quantization/mxfp4.py L104-142 (is_device_capability(100) exact); "
+                "utils/flashinfer.py L219-229 (is_device_capability(100) exact)"
+            ),
+            notes=(_NOTE_PTX_JIT, "not run on hardware here"),
+        ),
+        "11.0": THOR,
+    },
+    "0.12.0": {
+        "7.x": BELOW_AMPERE,
+        ("8.x", "12.x"): _marlin_triton(
+            (
+                "0.12.0 wheel quantization/mxfp4.py L152-166 (Triton only for 9.0 <= capability < 11.0; "
+                "'SM120 needs this fix: triton-lang/triton#8498' -> Marlin); platforms/cuda.py L46-83; "
+                "v1/attention/backends/flashinfer.py L358 supports_sink"
+            ),
+            notes=(_NOTE_GB10,),
+        ),
+        "9.0": ok(
+            MARLIN,
+            FA3,
+            (
+                "Marlin MoE forced by VLLM_MXFP4_USE_MARLIN=1 because the default TRITON backend "
+                "regressed at small concurrency on Hopper in 0.12.0 (vllm#28894), and FA3 sinks"
+            ),
+            (
+                (
+                    "0.12.0 wheel quantization/mxfp4.py L152-166 (VLLM_MXFP4_USE_MARLIN or Triton unsupported"
+                    " -> Marlin, else Triton for 9.0 <= capability < 11.0); vllm#28894; vllm-project/recipes "
+                    "PR 168; "
+                )
+                + _SRC_RECIPE
+            ),
+            env=ENV_MARLIN,
+            notes=(
+                (
+                    "the regression was fixed by vLLM PR 30528: 0.13.0's _swizzle_mxfp4 pins split_k=1 on"
+                    " SM90 (quantization/utils/mxfp4_utils.py), so 0.13+ needs no variable"
+                ),
+            ),
+        ),
+        "10.0": ok(
+            FI_MXFP8,
+            FI_ATTN,
+            "FlashInfer MXFP4 MoE with MXFP8 activations and TRT-LLM attention with sinks",
+            (
+                (
+                    "0.12.0 wheel quantization/mxfp4.py L128-133 (capability 10.0 + flashinfer + env -> "
+                    "SM100_FI_MXFP4_MXFP8_TRTLLM); utils/flashinfer.py L257-267; "
+                )
+                + _SRC_RECIPE
+            ),
+            env=ENV_MXFP8,
+            notes=(_NOTE_CUBINS.format(fallback="TRITON_ATTN"),),
+        ),
+        "10.3": ok(
+            TRITON,
+            TRITON_ATTN,
+            (
+                "OpenAI Triton MoE (FlashInfer matches 10.0 only, the Triton gate 9.0 <= capability < "
+                "11.0 admits 10.3) and Triton attention"
+            ),
+            (
+                "0.12.0 wheel quantization/mxfp4.py L121-166; utils/flashinfer.py L257-267 (TRT-LLM "
+                "attention exact 10.0); fa_utils.py L91-95 (FA2 on 10.x has no sinks)"
+            ),
+            notes=("not run on hardware here",),
+        ),
+        "11.0": THOR,
+    },
+    "0.13-0.19": {
+        "7.x": BELOW_AMPERE,
+        ("8.x", "12.x"): _marlin_triton(
+            (
+                "0.13.0 wheel quantization/mxfp4.py L151-165, 0.18.0 L158-170 (Triton gate 9.0 <= "
+                "capability < 11.0, else Marlin); 0.19.0 fused_moe/oracle/mxfp4.py L169-185 (priority ..."
+                " TRITON, FLASHINFER_CUTLASS_MXFP4_BF16 (9.0 only), MARLIN) and "
+                "fused_moe/gpt_oss_triton_kernels_moe.py L564 ((9,0) <= cap < (11,0)); platforms/cuda.py "
+                "_get_backend_priorities unchanged"
+            ),
+            notes=(_NOTE_GB10,),
+        ),
+        "9.0": ok(
+            TRITON,
+            FA3,
+            "OpenAI Triton (triton_kernels, vendored) MoE and FA3 sinks",
+            (
+                "0.13.0 wheel quantization/mxfp4.py L151-165 and quantization/utils/mxfp4_utils.py "
+                "(split_k=1 on SM90, the PR 30528 fix); 0.19.0 oracle/mxfp4.py L169-185 (TRITON before "
+                "MARLIN)"
+            ),
+        ),
+        "10.0": ok(
+            FI_MXFP8,
+            FI_ATTN,
+            "FlashInfer MXFP4 MoE with MXFP8 activations and TRT-LLM attention with sinks",
+            (
+                (
+                    "0.13.0 wheel quantization/mxfp4.py L127-132 (is_device_capability_family(100) + "
+                    "flashinfer + env -> SM100_FI_MXFP4_MXFP8_TRTLLM); 0.19.0 oracle/mxfp4.py L309-319 (env "
+                    "-> FLASHINFER_TRTLLM_MXFP4_MXFP8); utils/flashinfer.py supports_trtllm_attention (family"
+                    " 100); "
+                )
+                + _SRC_RECIPE
+            ),
+            env=ENV_MXFP8,
+            notes=(_NOTE_CUBINS.format(fallback="TRITON_ATTN"),),
+        ),
+        "10.3": ok(
+            FI_BF16,
+            FI_ATTN,
+            "FlashInfer MXFP4 MoE (BF16 activations) and TRT-LLM attention with sinks",
+            (
+                "0.13.0 wheel quantization/mxfp4.py L133-140 (family 100 -> SM100_FI_MXFP4_BF16 by "
+                "default); utils/flashinfer.py supports_trtllm_attention (family 100)"
+            ),
+            notes=(
+                (
+                    "the recipe sets VLLM_USE_FLASHINFER_MOE_MXFP4_MXFP8=1 only for compute capability "
+                    "10.0, so it is not set here"
+                ),
+                _NOTE_CUBINS.format(fallback="TRITON_ATTN"),
+                "not run on hardware here",
+            ),
+        ),
+        "11.0": THOR,
+    },
+    "0.20-0.21": {
+        "7.x": BELOW_AMPERE,
+        ("8.x", "12.x"): _marlin_triton(
+            (
+                "0.20.0 wheel fused_moe/oracle/mxfp4.py L193-211 (gpt-oss priority: "
+                "FLASHINFER_TRTLLM_MXFP4_BF16 (family 100), AITER, TRITON ((9,0) <= cap < (11,0), experts"
+                " L658), FLASHINFER_CUTLASS_MXFP4_BF16 (9.0), MARLIN)"
+            ),
+            notes=(_NOTE_GB10, "vllm#41477: GB10 on 0.20.0 runs Marlin by default"),
+        ),
+        "9.0": ok(
+            TRITON,
+            FA3,
+            "OpenAI Triton MoE and FA3 sinks",
+            "0.20.0 wheel fused_moe/oracle/mxfp4.py L193-211; v1/attention/backends/fa_utils.py L200-203",
+        ),
+        "10.0": ok(
+            FI_MXFP8,
+            FI_ATTN,
+            "FlashInfer MXFP4 MoE with MXFP8 activations and TRT-LLM attention with sinks",
+            (
+                (
+                    "0.20.0 wheel fused_moe/oracle/mxfp4.py L359-368 (env -> FLASHINFER_TRTLLM_MXFP4_MXFP8); "
+                    "fa_utils.py L200-203 (FA3 and FA4 support sinks); METADATA flashinfer-"
+                    "cubin==0.6.8.post1; "
+                )
+                + _SRC_RECIPE
+            ),
+            env=ENV_MXFP8,
+            notes=(
+                (
+                    "0.20.1 changed the MXFP8 TRT-LLM quant config (mx_alignment=256) in oracle/mxfp4.py:"
+                    " prefer 0.20.1+ over 0.20.0 for this path"
+                ),
+                (
+                    "without the TRT-LLM cubins attention falls back to FLASH_ATTN (FlashAttention 4 has "
+                    "sinks from 0.20)"
+                ),
+            ),
+        ),
+        "10.3": ok(
+            FI_BF16,
+            FI_ATTN,
+            "FlashInfer MXFP4 MoE (BF16 activations) and TRT-LLM attention with sinks",
+            "0.20.0 wheel fused_moe/oracle/mxfp4.py L193-211; experts/trtllm_mxfp4_moe.py L91 (family 100)",
+            notes=("not run on hardware here",),
+        ),
+        "11.0": THOR,
+    },
+    "0.22-0.23": {
+        "7.x": BELOW_AMPERE,
+        ("8.x", "12.x"): _marlin_triton(
+            (
+                "0.22.0 wheel fused_moe/oracle/mxfp4.py L270-290 (gpt-oss priority), "
+                "experts/gpt_oss_triton_kernels_moe.py L49 ((9,0) <= cap < (11,0))"
+            ),
+            notes=(_NOTE_GB10,),
+        ),
+        "9.0": ok(
+            TRITON,
+            FA3,
+            "OpenAI Triton MoE and FA3 sinks",
+            "0.22.0/0.23.0 wheels fused_moe/oracle/mxfp4.py L270-290",
+        ),
+        "10.0": ok(
+            FI_MXFP8,
+            FI_ATTN,
+            "FlashInfer MXFP4 MoE with MXFP8 activations and TRT-LLM attention with sinks",
+            (
+                (
+                    "0.23.0 wheel vllm/envs.py L1495-1503 (deprecated_env, 'v0.23'); "
+                    "fused_moe/oracle/mxfp4.py L499-510 (env -> FLASHINFER_TRTLLM_MXFP4_MXFP8); "
+                )
+                + _SRC_RECIPE
+            ),
+            env=ENV_MXFP8,
+            notes=(
+                (
+                    "VLLM_USE_FLASHINFER_MOE_MXFP4_MXFP8 still works here but logs a deprecation warning;"
+                    " vLLM's replacement is '--moe-backend flashinfer_trtllm with "
+                    "--quantization_config.moe.activation mxfp8', and 0.24.0 drops the variable"
+                ),
+            ),
+        ),
+        "10.3": ok(
+            FI_BF16,
+            FI_ATTN,
+            "FlashInfer MXFP4 MoE (BF16 activations) and TRT-LLM attention with sinks",
+            "0.23.0 wheel fused_moe/oracle/mxfp4.py L270-290; experts/trtllm_mxfp4_moe.py L87",
+            notes=("not run on hardware here",),
+        ),
+        "11.0": THOR,
+    },
+    "0.24-0.27": {
+        "7.x": BELOW_AMPERE,
+        ("8.x", "12.x"): _marlin_triton(
+            (
+                "0.24.0 wheel fused_moe/oracle/mxfp4.py L304-323 (gpt-oss priority; BF16 variants only "
+                "unless an activation is requested, L420-437), experts/gpt_oss_triton_kernels_moe.py "
+                "L37-49 ((9,0) <= cap < (11,0)), experts/marlin_moe.py L603 (capability >= 7.5); "
+                "platforms/cuda.py L84 priorities"
+            ),
+            notes=(_NOTE_GB10,),
+        ),
+        "9.0": ok(
+            TRITON,
+            FA3,
+            "OpenAI Triton MoE and FA3 sinks",
+            (
+                "0.24.0 wheel fused_moe/oracle/mxfp4.py L304-323; FACTS.md: real H100 with 0.24.0 logs "
+                "\"Using 'TRITON' Mxfp4 MoE backend\" and FLASH_ATTN (FA3)"
+            ),
+        ),
+        ("10.0", "10.3"): ok(
+            FI_BF16,
+            FI_ATTN,
+            "FlashInfer MXFP4 MoE (BF16 activations) and TRT-LLM attention with sinks",
+            (
+                "0.24.0 wheel vllm/envs.py (no MXFP4 variables; validate_environ L1998-2004), "
+                "fused_moe/oracle/mxfp4.py L304-323 (FLASHINFER_TRTLLM_MXFP4_BF16 first), "
+                "experts/trtllm_mxfp4_moe.py L85-87 (family 100 + flashinfer), utils/flashinfer.py "
+                "L374-386; 0.26.0 METADATA (no flashinfer-cubin)"
+            ),
+            notes=(
+                (
+                    "VLLM_USE_FLASHINFER_MOE_MXFP4_MXFP8 no longer exists (setting it only logs 'Unknown "
+                    "vLLM environment variable detected'); MXFP8 activations, which the recipe recommends"
+                    " on 10.0, are now a serve option: --moe-backend flashinfer_trtllm with "
+                    "--quantization_config.moe.activation mxfp8"
+                ),
+                (
+                    "flashinfer-cubin is a dependency up to 0.25.x only: from 0.26.0 an offline host "
+                    "needs it installed or falls back to FLASH_ATTN (FlashAttention 4) for attention"
+                ),
+            ),
+        ),
+        "11.0": THOR,
+    },
+    "0.28-0.31": {
+        "7.x": BELOW_AMPERE,
+        "8.x": _marlin_triton("0.28.0-0.31.0 wheels fused_moe/oracle/mxfp4.py (0.31.0 L342-366 gpt-oss priority)"),
+        "9.0": ok(
+            TRITON,
+            FA3,
+            "OpenAI Triton MoE and FA3 sinks",
+            "0.31.0 wheel fused_moe/oracle/mxfp4.py L342-366",
+        ),
+        ("10.0", "10.3"): ok(
+            FI_BF16,
+            FI_ATTN,
+            "FlashInfer MXFP4 MoE (BF16 activations) and TRT-LLM attention with sinks",
+            "0.31.0 wheel fused_moe/oracle/mxfp4.py L342-366; experts/trtllm_mxfp4_moe.py (family 100)",
+            notes=(
+                (
+                    "MXFP8 activations are a serve option (--moe-backend flashinfer_trtllm with "
+                    "--quantization_config.moe.activation mxfp8), not an environment variable"
+                ),
+                _NOTE_CUBINS.format(fallback="FLASH_ATTN (FlashAttention 4)"),
+            ),
+        ),
+        "11.0": THOR,
+        "12.x": ok(
+            MARLIN,
+            "FLASHINFER (XQA decode) if FlashInfer's cubins are available, else TRITON_ATTN",
+            "Marlin weight-only MXFP4 MoE and sink attention from FlashInfer XQA or Triton",
+            (
+                "0.28.0 wheel v1/attention/backends/flashinfer.py L543-560 (supports_sink: SM12x via XQA "
+                "decode); utils/flashinfer.py supports_trtllm_attention (family 120 decode only); "
+                "flashinfer#4070 (sinks on SM12x from flashinfer 0.6.16)"
+            ),
+            notes=(_NOTE_GB10, _NOTE_CUBINS.format(fallback="TRITON_ATTN")),
+        ),
+    },
+    "0.32-0.33": {
+        "7.x": BELOW_AMPERE,
+        "8.x": _marlin_triton("0.33.0 wheel fused_moe/oracle/mxfp4.py L402-435 (gpt-oss priority)"),
+        "9.0": ok(
+            TRITON,
+            FA3,
+            "OpenAI Triton MoE and FA3 sinks",
+            (
+                "0.33.0 wheel fused_moe/oracle/mxfp4.py L402-435 (TRITON before MARLIN; Humming only "
+                "moves ahead of Marlin on SM90, quantization/utils/humming/priority.py L12)"
+            ),
+        ),
+        ("10.0", "10.3"): ok(
+            FI_BF16,
+            FI_ATTN,
+            "FlashInfer MXFP4 MoE (BF16 activations) and TRT-LLM attention with sinks",
+            (
+                "0.33.0 wheel fused_moe/oracle/mxfp4.py L402-435, experts/trtllm_mxfp4_moe.py L123 "
+                "(family 100 + flashinfer); v1/attention/backends/flashinfer.py L707-726"
+            ),
+            notes=(
+                (
+                    "MXFP8 activations are a serve option (--moe-backend flashinfer_trtllm with "
+                    "--quantization_config.moe.activation mxfp8), not an environment variable"
+                ),
+                _NOTE_CUBINS.format(fallback="FLASH_ATTN (FlashAttention 4)"),
+            ),
+        ),
+        "11.0": THOR,
+        "12.x": ok(
+            MARLIN,
+            "FLASHINFER (XQA decode) if FlashInfer's cubins are available, else TRITON_ATTN",
+            (
+                "Marlin MoE (vLLM admits SM12x to Triton now but orders it after Marlin, which prefills "
+                "~10% faster there) and sink attention from FlashInfer XQA or Triton"
+            ),
+            (
+                "0.33.0 wheel fused_moe/oracle/mxfp4.py L426-433 (SM12x: TRITON moved after "
+                "BATCHED_MARLIN), experts/gpt_oss_triton_kernels_moe.py L48-53 ((9,0) <= cap < (13,0)); "
+                "v1/attention/backends/flashinfer.py L707-726; 0.32.0 identical (L413)"
+            ),
+            notes=(_NOTE_GB10, "--moe-backend triton opts into the Triton MoE on SM12x"),
+        ),
+    },
+}
+
+
+def _expand(matrix: dict) -> dict[str, dict[str, Cell]]:
+    """Keys naming several groups -> one entry per group (the same Cell)."""
+    out: dict[str, dict[str, Cell]] = {}
+    for release, cells in matrix.items():
+        out[release] = {}
+        for key, cell in cells.items():
+            for group in (key,) if isinstance(key, str) else key:
+                out[release][group] = cell
+    return out
+
+
+MATRIX = _expand(MATRIX)
+
+
+def _support_rows() -> tuple[SupportRow, ...]:
+    """The matrix as rows: one per (release, cell), with the capabilities the cell covers."""
+    rows = []
+    for release, cells in MATRIX.items():
+        caps: dict[int, tuple[Cell, list[str]]] = {}
+        for group, cell in cells.items():
+            caps.setdefault(id(cell), (cell, []))[1].extend(GROUPS[group])
+        for cell, capabilities in caps.values():
+            values = {f.name: getattr(cell, f.name) for f in fields(Cell)}
+            rows.append(SupportRow(**values, release=release, capabilities=tuple(capabilities)))
+    return tuple(rows)
+
+
+SUPPORT_TABLE: tuple[SupportRow, ...] = _support_rows()
 
 _RELEASES_BY_KEY = {r.key: r for r in RELEASES}
 
@@ -1132,11 +1071,9 @@ def _match_release(version: Version) -> _Match:
     return _Match(None, note=note, problem="newer than the table")
 
 
-def _row_for(release_key: str, cap: str) -> SupportRow | None:
-    for row in SUPPORT_TABLE:
-        if row.release == release_key and cap in row.capabilities:
-            return row
-    return None
+def _row_for(release_key: str, cap: str) -> Cell | None:
+    group = GROUP_OF.get(cap)
+    return MATRIX[release_key][group] if group else None
 
 
 def min_driver_for(vllm_version: str) -> str | None:
@@ -1258,8 +1195,8 @@ def kernel_verdict(vllm_version: str, compute_capability: str | float, gpu_name:
     notes = (match.note,) if match.note else ()
     if match.release is None:
         if cap < (8, 0):
-            row = _below_ampere("-")
-            return _unsupported(who, str(version), row.why, row.remedy or "", row.source, notes=notes)
+            cell = BELOW_AMPERE
+            return _unsupported(who, str(version), cell.why, cell.remedy or "", cell.source, notes=notes)
         if match.problem == "predates gpt-oss":
             return _unsupported(
                 who,

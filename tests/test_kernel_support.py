@@ -6,6 +6,7 @@ import pytest
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
+from deploy import kernel_support as ks
 from deploy.kernel_support import (
     CUDA_MIN_DRIVER,
     ENV_VAR_RELEASES,
@@ -452,3 +453,34 @@ def test_driver_ok_rejects_unreadable_driver(driver):
 def test_driver_ok_with_unknown_vllm():
     ok, message = driver_ok("0.10.0", "580.159.04")
     assert not ok and "no minimum driver is known" in message
+
+
+# --- the matrix ----------------------------------------------------------------------------
+
+
+def test_groups_split_the_known_capabilities_exactly_once():
+    listed = [cap for caps in ks.GROUPS.values() for cap in caps]
+    assert sorted(listed) == sorted(KNOWN_CAPABILITIES) and len(listed) == len(set(listed))
+
+
+def test_every_release_has_one_cell_per_group_and_no_other():
+    assert list(ks.MATRIX) == [r.key for r in RELEASES]
+    for release, cells in ks.MATRIX.items():
+        assert set(cells) == set(ks.GROUPS), release
+
+
+def test_every_cell_names_its_source():
+    for cells in ks.MATRIX.values():
+        for cell in cells.values():
+            assert cell.source.strip() and cell.why.strip()
+
+
+def test_rows_are_the_matrix_cells():
+    for row in SUPPORT_TABLE:
+        for cap in row.capabilities:
+            cell = ks.MATRIX[row.release][ks.GROUP_OF[cap]]
+            assert (cell.supported, cell.moe_backend, cell.source) == (row.supported, row.moe_backend, row.source)
+
+
+def test_pre_ampere_and_thor_share_one_cell_in_every_release():
+    assert all(cells["7.x"] is ks.BELOW_AMPERE and cells["11.0"] is ks.THOR for cells in ks.MATRIX.values())
