@@ -1,22 +1,17 @@
 """Driver, CUDA toolkit and WSL2 operations from recorded facts: facts in, commands out.
 
-The way pyinfra tests its own operations (tests/operations/*/*.json: the facts a host reports, the
-commands expected), done for this project's composed steps: a real pyinfra ``State`` and
-``Inventory`` with one fake host whose ``get_fact`` answers from a dict, the deploy function called
-as ``deploy.py`` would call it, then every operation's commands generated and compared. No host is
-touched; every distribution and the WSL2 branches are covered this way.
+Through the shared harness (tests/harness.py: a real pyinfra ``State`` with one host whose
+``get_fact`` answers from a dict, the deploy function called as ``deploy.py`` would call it, every
+operation's commands compared). No host is touched; every distribution and the WSL2 branches are
+covered this way. The simpler operations have their cases as data in tests/operations/.
 """
 
 from __future__ import annotations
 
-import re
 import shlex
 from pathlib import Path
 
 import pytest
-from pyinfra.api import Config, FileUploadCommand, FunctionCommand, Inventory, State, StringCommand
-from pyinfra.api.state import StateStage
-from pyinfra.context import ctx_host, ctx_state
 from pyinfra.facts.apt import AptRepo
 
 from deploy import platform_data as pd
@@ -41,8 +36,8 @@ from deploy.wsl import (
     wsl_host,
     wsl_port_mapping,
 )
+from tests.harness import KEY, UPLOADS, all_commands, changing, run_ops
 
-KEY = "sk-test-0123456789abcdef"
 H100 = Path(__file__).parent / "fixtures/gpu/h100-80gb-hbm3/query.csv"
 KERNEL = {"ubuntu": "6.8.0-45-generic", "debian": "6.1.0-28-amd64", "rocky": "5.14.0-503.14.1.el9_5.x86_64",
           "rhel": "5.14.0-427.42.1.el9_4.x86_64"}
@@ -75,64 +70,6 @@ BARE = parse_driver_host(["SB: SecureBoot disabled", LSPCI_H100, "HEADERS: yes"]
 
 def settings(**data):
     return load_settings("gpu1", data, environ={"VLLM_API_KEY": KEY})
-
-
-# --- the harness: a pyinfra State with one fake host --------------------------------------
-
-
-UPLOADS: dict[str, str] = {}  # what the last run_ops uploaded, by destination
-
-
-def render_command(command) -> str | list:
-    """A command as text; pyinfra's temporary file names (hashes, some random) become /tmp/TEMP."""
-    if isinstance(command, StringCommand):
-        return re.sub(r"/tmp/pyinfra-[0-9a-f]+", "/tmp/TEMP", command.get_raw_value())
-    if isinstance(command, FileUploadCommand):
-        dest = re.sub(r"/tmp/pyinfra-[0-9a-f]+", "/tmp/TEMP", str(command.dest))
-        if hasattr(command.src, "read"):
-            command.src.seek(0)
-            UPLOADS[dest] = command.src.read()
-        return ["upload", dest]
-    if isinstance(command, FunctionCommand):
-        return ["function", command.function.__name__]
-    return str(command)
-
-
-def run_ops(function, facts: dict, *args):
-    """Call ``function(*args)`` as deploy.py would, with ``facts`` (fact class name -> value) as the
-    host's answers; return (its result, [(operation name, [commands...]), ...])."""
-    inventory = Inventory((["gpu1"], {}))
-    state = State(inventory, Config())
-    state.current_stage = StateStage.Prepare
-    host = inventory.get_host("gpu1")
-
-    def get_fact(cls, *fact_args, **fact_kwargs):
-        name = cls.__name__
-        if name in facts:
-            value = facts[name]
-            return value(*fact_args, **fact_kwargs) if callable(value) else value
-        return {"File": None, "Directory": None, "Sha1File": None, "AptSources": [], "DebPackages": {},
-                "RpmPackages": {}, "RpmPackageProvides": [], "DnfEnabledModules": {}, "Which": None,
-                "TmpDir": "/tmp", "DebArch": "amd64"}.get(name, cls().default())
-
-    host.get_fact = get_fact
-    UPLOADS.clear()
-    with ctx_state.use(state), ctx_host.use(host):
-        result = function(*args)
-        ops = []
-        for op_hash in state.get_op_order():
-            op_data = state.get_op_data_for_host(host, op_hash)
-            name = ", ".join(state.op_meta[op_hash].names)
-            ops.append((name, [render_command(c) for c in op_data.command_generator()]))
-    return result, ops
-
-
-def changing(ops):
-    return [(name, commands) for name, commands in ops if commands]
-
-
-def all_commands(ops) -> str:
-    return "\n".join(str(c) for _name, commands in ops for c in commands)
 
 
 def native_facts(pf, gpu, driver_host=BARE, **more):
