@@ -85,6 +85,7 @@ def read_case(path: Path) -> dict:
 
 
 def plan_for(case: dict) -> dict:
+    """The plan's JSON for the case's own flags."""
     return make_plan(
         case["model"], case["vllm"], case["gpu"], case["compute_capability"],
         case["gpu_memory_mib"], gpu_free_mib=case.get("gpu_free_mib"),
@@ -95,7 +96,7 @@ def plan_for(case: dict) -> dict:
         tensor_parallel_size=case.get("tensor_parallel_size", 1),
         kv_cache_dtype=case.get("kv_cache_dtype", "auto"),
         enforce_eager=case.get("enforce_eager", False),
-    )
+    ).as_json()
 
 
 def _rel(pred: float, real: float) -> float | None:

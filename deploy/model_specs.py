@@ -146,7 +146,7 @@ class ModelSpec:
         per-rank intermediate size and the hidden size up to its tile
         (`mxfp4_round_up_hidden_size_and_intermediate_size` in vLLM's MXFP4 code), and the
         padded expert matrices are what is allocated. `expert_scale` carries what a kernel's
-        layout adds beyond that padding (see vram.py's WEIGHT_LAYOUTS: fitted to real loads).
+        layout adds beyond that padding (see vram_tables.py's WEIGHT_LAYOUTS: fitted to real loads).
         """
         h = self.hidden_size
         i_rank = _round_up(-(-self.intermediate_size // tp), intermediate_pad)

@@ -6,11 +6,11 @@
         [--max-model-len N] [--max-num-seqs N] [--max-num-batched-tokens N] \\
         [--tensor-parallel-size N] [--kv-cache-dtype auto|fp8] [--enforce-eager] [--json]
 
-Flags given are checked as given; flags left out are chosen (deploy/vram.py `choose`).
+Flags given are checked as given; flags left out are chosen (deploy/vram_choice.py `choose`).
 Exit status: 0 when the kernels exist and the configuration fits, 1 when not (the plan is
 still printed), 2 for bad input (a message on stderr naming the flag and what it accepts).
-The interface is fixed by ../shared/CONTRACTS.md. `make_plan` returns the same dict the JSON
-prints, for the deploy.
+The interface is fixed by ../shared/CONTRACTS.md. `make_plan` returns a typed `Plan` for the
+deploy; `Plan.as_json()` is the dict the JSON prints.
 """
 
 from __future__ import annotations
@@ -18,10 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 
-from deploy import vram
-from deploy.kernel_support import kernel_verdict, parse_capability
+from deploy import vram, vram_choice
+from deploy.kernel_support import KernelVerdict, kernel_verdict, parse_capability
 from deploy.model_specs import MODELS
+from deploy.vram import Estimate, ServeConfig
+from deploy.vram_choice import Change, Request
 
 KV_DTYPES = ("auto", "fp8")
 
@@ -77,19 +80,109 @@ def _check(model: str, vllm: str, compute_capability: str, gpu_memory_mib: int,
         raise PlanInputError("--kv-cache-dtype: accepted: " + ", ".join(KV_DTYPES))
 
 
+@dataclass(frozen=True)
+class Plan:
+    """One host's plan: the kernels, the configuration, vLLM's accounting of it, and why."""
+
+    model: str
+    vllm: str
+    gpu: str
+    gpus: int
+    kernel: KernelVerdict
+    config: ServeConfig
+    estimate: Estimate
+    reasons: tuple[str, ...]  # why it does not fit / was changed, each with a fix
+    changes: tuple[Change, ...] = ()  # what the planner chose, typed (the reasons when it fits)
+
+    @property
+    def kernel_supported(self) -> bool:
+        return self.kernel.supported
+
+    @property
+    def fits(self) -> bool:
+        return self.estimate.fits
+
+    @property
+    def ok(self) -> bool:
+        """The kernels exist and the configuration fits: exit status 0."""
+        return self.kernel_supported and self.fits
+
+    @property
+    def env(self) -> dict[str, str]:
+        return dict(self.kernel.env)
+
+    @property
+    def vllm_args(self) -> list[str]:
+        """The `vllm serve` arguments this plan implies."""
+        cfg = self.config
+        args = [
+            "--tensor-parallel-size", str(cfg.tensor_parallel_size),
+            "--gpu-memory-utilization", f"{cfg.gpu_memory_utilization:g}",
+            "--max-model-len", str(cfg.max_model_len),
+            "--max-num-seqs", str(cfg.max_num_seqs),
+            "--max-num-batched-tokens", str(cfg.max_num_batched_tokens),
+        ]
+        if cfg.kv_cache_dtype != "auto":
+            args += ["--kv-cache-dtype", cfg.kv_cache_dtype]
+        if cfg.enforce_eager:
+            args.append("--enforce-eager")
+        return args
+
+    def as_json(self) -> dict:
+        """The object `python -m deploy.plan --json` prints (keys fixed by CONTRACTS.md)."""
+        cfg, est = self.config, self.estimate
+        return {
+            "model": self.model,
+            "vllm": self.vllm,
+            "gpu": self.gpu,
+            "gpus": self.gpus,
+            "kernel_supported": self.kernel.supported,
+            "kernel_reason": self.kernel.reason,
+            "fits": est.fits,
+            "weights_gib": round(est.weights_gib, 2),
+            "kv_cache_gib": round(max(est.kv_cache_gib, 0.0), 2),
+            "kv_cache_tokens": int(est.kv_cache_tokens),
+            "max_concurrency": round(est.max_concurrency, 2),
+            "max_model_len": cfg.max_model_len,
+            "max_num_seqs": cfg.max_num_seqs,
+            "gpu_memory_utilization": cfg.gpu_memory_utilization,
+            "tensor_parallel_size": cfg.tensor_parallel_size,
+            "max_num_batched_tokens": cfg.max_num_batched_tokens,
+            "kv_cache_dtype": cfg.kv_cache_dtype,
+            "enforce_eager": cfg.enforce_eager,
+            "vllm_args": self.vllm_args,
+            "env": self.env,
+            "moe_backend": self.kernel.moe_backend,
+            "attention_backend": self.kernel.attention_backend,
+            "reasons": list(self.reasons),
+            "memory": {
+                "cuda_total_gib": round(est.cuda_total_gib, 2),
+                "free_at_start_gib": round(est.free_gib, 2),
+                "requested_gib": round(est.requested_gib, 2),
+                "activation_peak_gib": round(est.activation_peak_gib, 2),
+                "non_torch_gib": round(est.non_torch_gib, 2),
+                "cudagraph_in_budget_gib": round(est.cudagraph_estimate_gib, 2),
+                "cudagraph_capture_gib": round(est.cudagraph_actual_gib, 2),
+                "kv_cache_gib_unclipped": round(est.kv_cache_gib, 2),
+                "kv_needed_for_one_request_gib": round(est.kv_needed_gib, 2),
+                "longest_model_len_that_fits": est.estimated_max_model_len,
+                "headroom_gib": round(est.headroom_gib, 2),
+                "failure": est.failure.value,
+            },
+        }
+
+
 def make_plan(model: str, vllm: str, gpu_name: str, compute_capability: str,
               gpu_memory_mib: int, gpu_free_mib: int | None = None, gpus: int = 1,
-              **requested) -> dict:
-    """The plan for one host: the dict `python -m deploy.plan ... --json` prints.
+              **requested) -> Plan:
+    """The plan for one host (`Plan.as_json()` is what `python -m deploy.plan --json` prints).
 
-    `requested` takes the serving flags by their vLLM names: gpu_memory_utilization,
-    max_model_len, max_num_seqs, max_num_batched_tokens, tensor_parallel_size,
-    kv_cache_dtype ("auto" or "fp8"), enforce_eager. Missing or None ones are chosen.
-    Raises PlanInputError for bad input.
+    `requested` takes the serving flags by their vLLM names (the fields of
+    deploy.vram_choice.Request): gpu_memory_utilization, max_model_len, max_num_seqs,
+    max_num_batched_tokens, tensor_parallel_size, kv_cache_dtype ("auto" or "fp8"),
+    enforce_eager. Missing or None ones are chosen. Raises PlanInputError for bad input.
     """
-    known = {"gpu_memory_utilization", "max_model_len", "max_num_seqs",
-             "max_num_batched_tokens", "tensor_parallel_size", "kv_cache_dtype",
-             "enforce_eager"}
+    known = set(Request.names())
     unknown = set(requested) - known
     if unknown:
         raise PlanInputError(f"unknown setting(s) {sorted(unknown)}; accepted: "
@@ -99,77 +192,32 @@ def make_plan(model: str, vllm: str, gpu_name: str, compute_capability: str,
 
     verdict = kernel_verdict(vllm, compute_capability, gpu_name)
     spec = MODELS[model]
+    version = vram.parse_version(vllm)
     gpu = vram.Gpu(gpu_name, gpu_memory_mib, gpu_free_mib)
-    choice = vram.choose(spec, gpu, gpus, vllm, verdict.moe_backend, req)
+    choice = vram_choice.choose(spec, gpu, gpus, version, verdict.moe_backend, Request(**req))
     cfg, est = choice.config, choice.estimate
 
     reasons: list[str] = []
     if not verdict.supported:
         reasons.append(verdict.reason + (f" Fix: {verdict.remedy}" if verdict.remedy else ""))
     if not est.fits:
-        reasons.extend(vram.fixes(spec, gpu, gpus, vllm, verdict.moe_backend, cfg, est))
-    elif choice.changed:
+        reasons.extend(vram_choice.fixes(spec, gpu, gpus, version, verdict.moe_backend, cfg, est))
+    elif choice.changes:
         reasons.extend(choice.changed)
-
-    args = [
-        "--tensor-parallel-size", str(cfg.tensor_parallel_size),
-        "--gpu-memory-utilization", f"{cfg.gpu_memory_utilization:g}",
-        "--max-model-len", str(cfg.max_model_len),
-        "--max-num-seqs", str(cfg.max_num_seqs),
-        "--max-num-batched-tokens", str(cfg.max_num_batched_tokens),
-    ]
-    if cfg.kv_cache_dtype != "auto":
-        args += ["--kv-cache-dtype", cfg.kv_cache_dtype]
-    if cfg.enforce_eager:
-        args.append("--enforce-eager")
-
-    return {
-        "model": model,
-        "vllm": vllm,
-        "gpu": gpu_name,
-        "gpus": gpus,
-        "kernel_supported": verdict.supported,
-        "kernel_reason": verdict.reason,
-        "fits": est.fits,
-        "weights_gib": round(est.weights_gib, 2),
-        "kv_cache_gib": round(max(est.kv_cache_gib, 0.0), 2),
-        "kv_cache_tokens": int(est.kv_cache_tokens),
-        "max_concurrency": round(est.max_concurrency, 2),
-        "max_model_len": cfg.max_model_len,
-        "max_num_seqs": cfg.max_num_seqs,
-        "gpu_memory_utilization": cfg.gpu_memory_utilization,
-        "tensor_parallel_size": cfg.tensor_parallel_size,
-        "max_num_batched_tokens": cfg.max_num_batched_tokens,
-        "kv_cache_dtype": cfg.kv_cache_dtype,
-        "enforce_eager": cfg.enforce_eager,
-        "vllm_args": args,
-        "env": dict(verdict.env),
-        "moe_backend": verdict.moe_backend,
-        "attention_backend": verdict.attention_backend,
-        "reasons": reasons,
-        "memory": {
-            "cuda_total_gib": round(est.cuda_total_gib, 2),
-            "free_at_start_gib": round(est.free_gib, 2),
-            "requested_gib": round(est.requested_gib, 2),
-            "activation_peak_gib": round(est.activation_peak_gib, 2),
-            "non_torch_gib": round(est.non_torch_gib, 2),
-            "cudagraph_in_budget_gib": round(est.cudagraph_estimate_gib, 2),
-            "cudagraph_capture_gib": round(est.cudagraph_actual_gib, 2),
-            "kv_cache_gib_unclipped": round(est.kv_cache_gib, 2),
-            "kv_needed_for_one_request_gib": round(est.kv_needed_gib, 2),
-            "longest_model_len_that_fits": est.estimated_max_model_len,
-            "headroom_gib": round(est.headroom_gib, 2),
-            "failure": est.failure,
-        },
-    }
+    return Plan(model, vllm, gpu_name, gpus, verdict, cfg, est, tuple(reasons),
+                tuple(choice.changes))
 
 
-def exit_code(plan: dict) -> int:
-    return 0 if plan["kernel_supported"] and plan["fits"] else 1
+def exit_code(plan: Plan) -> int:
+    return 0 if plan.ok else 1
 
 
-def render(plan: dict) -> str:
+def render(plan: Plan) -> str:
     """The plan for a person to read."""
+    return _render(plan.as_json())
+
+
+def _render(plan: dict) -> str:
     m = plan["memory"]
     ok = "yes" if plan["kernel_supported"] else "NO"
     fits = "yes" if plan["fits"] else "NO"
@@ -237,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     except PlanInputError as e:
         print(f"python -m deploy.plan: error: {e}", file=sys.stderr)
         return 2
-    print(json.dumps(plan, indent=2) if a.json else render(plan))
+    print(json.dumps(plan.as_json(), indent=2) if a.json else render(plan))
     return exit_code(plan)
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from deploy.host_facts import GpuReport, Platform
 from deploy.kernel_support import driver_ok, kernel_verdict, min_driver_for
-from deploy.plan import PlanInputError, make_plan
+from deploy.plan import Plan, PlanInputError, make_plan
 from deploy.platform_data import supported_text
 from deploy.settings import Settings
 
@@ -40,7 +40,7 @@ class Verdict:
     installed: str = "-"
     summary: str = ""
     detail: str = ""  # why it cannot serve and what to do (empty when ok)
-    plan: dict | None = None
+    plan: Plan | None = None
     plan_args: list[str] | None = None
     kernel_env: dict[str, str] = field(default_factory=dict)
 
@@ -128,17 +128,18 @@ def _judge_plan(s: Settings, gpu: GpuReport, v: Verdict, kv) -> Verdict:
         v.summary, v.detail = "bad plan input", f"the VRAM plan refused its input: {exc}"
         return v
     v.plan = plan
-    if not plan["fits"]:
+    if not plan.fits:
         v.summary = "does not fit in VRAM"
         v.detail = (f"{s.model} does not fit on {v.gpus} with vLLM {s.vllm_version}: "
-                    + "; ".join(plan["reasons"]))
+                    + "; ".join(plan.reasons))
         return v
     v.ok = True
-    v.plan_args = list(plan["vllm_args"])
-    v.kernel_env = dict(plan.get("env") or kv.env)
-    v.summary = (f"ok: {kv.moe_backend} MoE, {kv.attention_backend}; max_model_len {plan['max_model_len']}, "
-                 f"max_num_seqs {plan['max_num_seqs']}, util {plan['gpu_memory_utilization']}, "
-                 f"tp {plan['tensor_parallel_size']}, KV {plan['kv_cache_tokens']:,} tokens")
+    v.plan_args = plan.vllm_args
+    v.kernel_env = plan.env or dict(kv.env)
+    c = plan.config
+    v.summary = (f"ok: {kv.moe_backend} MoE, {kv.attention_backend}; max_model_len {c.max_model_len}, "
+                 f"max_num_seqs {c.max_num_seqs}, util {c.gpu_memory_utilization}, "
+                 f"tp {c.tensor_parallel_size}, KV {plan.estimate.kv_cache_tokens:,} tokens")
     return v
 
 

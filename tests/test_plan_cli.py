@@ -159,7 +159,7 @@ def test_make_plan_is_the_same_dict_the_json_prints():
                        **kwargs)
     p = plan("--model", "openai/gpt-oss-20b", "--vllm", "0.11.0", *H100,
              "--gpu-free-mib", "81079", "--gpus", "1", "--max-model-len", "65536", "--json")
-    assert as_json(p) == direct
+    assert as_json(p) == direct.as_json()
     with pytest.raises(PlanInputError):
         make_plan("openai/gpt-oss-20b", "0.11.0", "x", "9.0", 81559, max_model_len=10**7)
     with pytest.raises(PlanInputError):

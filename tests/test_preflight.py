@@ -34,7 +34,7 @@ def s(**data):
 def test_h100_with_the_default_vllm_is_ok_with_a_plan():
     v = judge(s(), UBUNTU, h100())
     assert v.ok, v.detail
-    assert v.plan["kernel_supported"] and v.plan["fits"]
+    assert v.plan.kernel_supported and v.plan.fits
     assert "--max-model-len" in v.plan_args and "--gpu-memory-utilization" in v.plan_args
     assert (v.gpus, v.capability, v.driver) == ("1 x NVIDIA H100 80GB HBM3", "9.0", "580.159.04 (CUDA 13.0)")
     assert v.vram == "79.2/79.6 GiB"
@@ -72,7 +72,7 @@ def test_hosts_that_cannot_serve_are_stopped_with_the_reason_and_the_fix(setting
 
 def test_ampere_is_served_by_pypi_vllm_with_marlin():
     v = judge(s(), UBUNTU, card("NVIDIA A100-SXM4-80GB", "8.0", 81920))
-    assert v.ok and v.plan["moe_backend"] == "MARLIN"
+    assert v.ok and v.plan.kernel.moe_backend == "MARLIN"
 
 
 def test_cpu_backend_needs_ram_not_a_gpu():

@@ -11,8 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from packaging.specifiers import SpecifierSet
 
-from deploy import vram
+from deploy import vram, vram_choice, vram_tables
 from deploy.model_specs import GIB, GPT_OSS_20B, GPT_OSS_120B, MODELS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,15 +59,15 @@ def test_specs_match_config_json(name):
 
 
 def test_every_constant_names_its_source():
-    for name, fact in vram.FACTS.items():
+    for name, fact in vram_tables.FACTS.items():
         assert fact.source and fact.unit, name
-    for name, layout in vram.WEIGHT_LAYOUTS.items():
+    for name, layout in vram_tables.WEIGHT_LAYOUTS.items():
         assert layout.source, name
-    for row in vram.KNOWN_START_UP_OOMS:
-        assert row["source"]
-    for row in vram.TRITON_LOADS:
+    for row in vram_tables.KNOWN_START_UP_OOMS:
         assert row.source and row.versions, row
-    for row in vram.ACCOUNTING:
+    for row in vram_tables.TRITON_LOADS:
+        assert row.source and row.versions, row
+    for row in vram_tables.ACCOUNTING:
         assert row.source and row.versions, row
 
 
@@ -74,10 +75,10 @@ def test_every_constant_names_its_source():
                                "0.25.1", "0.27.0", "0.29.0", "0.30.0", "0.33.0"])
 def test_version_tables_cover_every_release(v):
     # each version falls in exactly one row of each table
-    base = vram.parse_version(v).base_version
-    for table in (vram.TRITON_LOADS, vram.ACCOUNTING):
-        assert sum(base in vram.SpecifierSet(r.versions) for r in table) == 1
-    for key, (mib, src) in vram.DRIVER_RESERVE_MIB.items():
+    base = vram.release(v)
+    for table in (vram_tables.TRITON_LOADS, vram_tables.ACCOUNTING):
+        assert sum(base in SpecifierSet(r.versions) for r in table) == 1
+    for key, (mib, src) in vram_tables.DRIVER_RESERVE_MIB.items():
         assert mib > 0 and src, key
 
 
@@ -213,9 +214,9 @@ def test_requested_share_must_be_free_now():
     # H100 run e5: 12 GiB held by another process; vLLM saw 66.15/79.18 GiB free
     busy = vram.Gpu(H100.name, 81559, 81079 - 12 * 1024 - 515)
     e = vram.estimate(GPT_OSS_20B, busy, cfg(), "0.24.0", "TRITON")
-    assert e.failure == "free_memory"
+    assert e.failure is vram.Failure.FREE_MEMORY and e.failure == "free_memory"
     assert e.free_gib == pytest.approx(66.15, abs=0.05)
-    fixes = vram.fixes(GPT_OSS_20B, busy, 1, "0.24.0", "TRITON", cfg(), e)
+    fixes = vram_choice.fixes(GPT_OSS_20B, busy, 1, "0.24.0", "TRITON", cfg(), e)
     assert any("--gpu-memory-utilization 0.8" in f for f in fixes)
 
 
@@ -223,7 +224,7 @@ def test_refusal_says_what_would_fit():
     c = cfg(util=0.9)  # H100 run e6: 3.51 GiB left, 4.79 GiB needed
     e = vram.estimate(GPT_OSS_120B, H100, c, "0.24.0", "TRITON")
     assert not e.fits
-    text = " ".join(vram.fixes(GPT_OSS_120B, H100, 2, "0.24.0", "TRITON", c, e))
+    text = " ".join(vram_choice.fixes(GPT_OSS_120B, H100, 2, "0.24.0", "TRITON", c, e))
     for hint in ("--max-model-len", "--kv-cache-dtype fp8", "--gpu-memory-utilization",
                  "--tensor-parallel-size 2", "--max-num-seqs"):
         assert hint in text
@@ -246,31 +247,43 @@ def test_known_regression_is_refused():
 # --- choices -------------------------------------------------------------------------
 
 def test_choose_raises_the_share_for_120b_on_one_h100():
-    ch = vram.choose(GPT_OSS_120B, H100, 1, "0.24.0", "TRITON", {})
+    ch = vram_choice.choose(GPT_OSS_120B, H100, 1, "0.24.0", "TRITON", {})
     assert ch.estimate.fits
     assert ch.config.max_model_len == 131072
     assert ch.config.gpu_memory_utilization == 0.95
     assert ch.estimate.kv_cache_gib - ch.estimate.kv_needed_gib >= 0.5
+    assert [c.action for c in ch.changes] == [vram_choice.Action.UTILIZATION_RAISED,
+                                              vram_choice.Action.SEQUENCES_LIMITED]
 
 
 def test_choose_takes_the_smallest_tensor_parallel_size_that_fits():
-    ch = vram.choose(GPT_OSS_120B, H100, 4, "0.24.0", "TRITON",
+    ch = vram_choice.choose(GPT_OSS_120B, H100, 4, "0.24.0", "TRITON",
                      {"gpu_memory_utilization": 0.9})
     assert ch.config.tensor_parallel_size == 2 and ch.estimate.fits
 
 
+def test_nothing_fits_with_graphs_so_the_lean_retry_says_so():
+    # 120b on a 73,000 MiB card: with CUDA graphs no context fits; eager and 2048-token
+    # prefill chunks do, and the first reason says what was given up
+    card = vram.Gpu("NVIDIA X", 73000)
+    ch = vram_choice.choose(GPT_OSS_120B, card, 1, "0.24.0", "MARLIN", vram_choice.Request())
+    assert ch.estimate.fits and ch.config.enforce_eager
+    assert ch.config.max_num_batched_tokens == 2048
+    assert ch.changes[0].action is vram_choice.Action.EAGER_SMALL_CHUNKS
+
+
 def test_choose_shortens_the_context_when_nothing_else_helps():
     l40 = vram.Gpu("NVIDIA L4", 23034)
-    ch = vram.choose(GPT_OSS_20B, l40, 1, "0.24.0", "MARLIN", {"max_num_seqs": 64})
+    ch = vram_choice.choose(GPT_OSS_20B, l40, 1, "0.24.0", "MARLIN", {"max_num_seqs": 64})
     assert ch.estimate.fits
     small = vram.Gpu("NVIDIA GeForce RTX 4080", 16376)
-    ch = vram.choose(GPT_OSS_20B, small, 1, "0.24.0", "MARLIN", {})
+    ch = vram_choice.choose(GPT_OSS_20B, small, 1, "0.24.0", "MARLIN", {})
     assert ch.config.max_model_len < 131072 or not ch.estimate.fits
 
 
 def test_choose_follows_free_memory():
     desktop = vram.Gpu("NVIDIA GeForce RTX 4090", 24564, 21000)  # a desktop holds ~3 GB
-    ch = vram.choose(GPT_OSS_20B, desktop, 1, "0.24.0", "MARLIN", {})
+    ch = vram_choice.choose(GPT_OSS_20B, desktop, 1, "0.24.0", "MARLIN", {})
     assert ch.config.gpu_memory_utilization < 0.9
     assert ch.estimate.fits
     assert ch.estimate.failure == ""
@@ -280,7 +293,7 @@ def test_choose_keeps_what_was_given():
     given = {"max_model_len": 32768, "max_num_seqs": 64, "gpu_memory_utilization": 0.8,
              "tensor_parallel_size": 1, "max_num_batched_tokens": 4096,
              "kv_cache_dtype": "fp8", "enforce_eager": True}
-    ch = vram.choose(GPT_OSS_20B, H100, 1, "0.24.0", "TRITON", given)
+    ch = vram_choice.choose(GPT_OSS_20B, H100, 1, "0.24.0", "TRITON", given)
     c = ch.config
     assert (c.max_model_len, c.max_num_seqs, c.gpu_memory_utilization,
             c.tensor_parallel_size, c.max_num_batched_tokens, c.kv_cache_dtype,
