@@ -19,6 +19,7 @@ from pyinfra.api import FactBase
 from pyinfra.facts.apt import AptSources
 from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.rpm import RpmPackages
+from pyinfra.facts.server import KernelModules
 from pyinfra.operations import apt, dnf, files, server
 from pyinfra.operations.util import any_changed
 
@@ -41,11 +42,10 @@ class DriverHost(JsonFact):
 
     gpus: list[str] = field(default_factory=list)  # lspci lines of NVIDIA display/3D controllers
     secure_boot: str = "unknown"  # enabled, disabled, unknown
-    nouveau_loaded: bool = False
+    nouveau_loaded: bool = False  # from pyinfra's KernelModules (driver_host)
     module_version: str | None = None  # loaded nvidia kernel module (/proc/driver/nvidia/version)
     module_flavor: str | None = None  # open or proprietary
     headers: bool = False  # /lib/modules/$(uname -r)/build exists
-    reboot_required: bool = False  # /var/run/reboot-required (Debian/Ubuntu)
 
 
 def parse_driver_host(output: list[str]) -> DriverHost:
@@ -61,21 +61,21 @@ def parse_driver_host(output: list[str]) -> DriverHost:
                 "disabled" if "disabled" in rest.lower() else d.secure_boot
         elif tag == "SBVAR" and rest.isdigit() and d.secure_boot == "unknown":
             d.secure_boot = "enabled" if rest == "1" else "disabled"
-        elif tag == "NOUVEAU":
-            d.nouveau_loaded = True
         elif tag == "MODULE":
             m = re.search(r"\s(\d+\.\d+(?:\.\d+)?)\s", f" {rest} ")
             d.module_version = m.group(1) if m else None
             d.module_flavor = "open" if "Open Kernel Module" in rest else "proprietary"
         elif tag == "HEADERS":
             d.headers = True
-        elif tag == "REBOOT":
-            d.reboot_required = True
     return d
 
 
 class DriverHostFacts(FactBase):
-    """NVIDIA GPUs on the PCI bus, Secure Boot, nouveau, the loaded nvidia module, kernel headers."""
+    """NVIDIA GPUs on the PCI bus, Secure Boot, the loaded nvidia module, kernel headers.
+
+    One round trip for four reads that pyinfra has no facts for (lspci or sysfs, mokutil or the EFI
+    variable, /proc/driver/nvidia/version, /lib/modules/<release>/build); four facts would be four.
+    Whether nouveau is loaded comes from pyinfra's ``KernelModules`` (``driver_host``)."""
 
     def command(self) -> str:
         return (
@@ -86,14 +86,19 @@ class DriverHostFacts(FactBase):
             "grep -E 'VGA|3D|Display' | sed 's/^/PCI: /'; else for d in /sys/bus/pci/devices/*; do "
             "[ \"$(cat $d/vendor 2>/dev/null)\" = 0x10de ] && case \"$(cat $d/class)\" in 0x03*) "
             "echo \"PCI: NVIDIA [10de:$(cut -c3- $d/device)]\";; esac; done; fi; "
-            "[ -d /sys/module/nouveau ] && echo 'NOUVEAU: yes'; "
             "head -n1 /proc/driver/nvidia/version 2>/dev/null | sed 's/^/MODULE: /'; "
-            "[ -e /lib/modules/$(uname -r)/build ] && echo 'HEADERS: yes'; "
-            "[ -e /var/run/reboot-required ] && echo 'REBOOT: yes'; true"
+            "[ -e /lib/modules/$(uname -r)/build ] && echo 'HEADERS: yes'; true"
         )
 
     def process(self, output) -> DriverHost:
         return parse_driver_host(list(output))
+
+
+def driver_host() -> DriverHost:
+    """``DriverHostFacts`` with nouveau's state from pyinfra's ``KernelModules`` (call inside a deploy)."""
+    d = host.get_fact(DriverHostFacts)
+    d.nouveau_loaded = "nouveau" in (host.get_fact(KernelModules) or {})
+    return d
 
 
 # --- planning (pure) ----------------------------------------------------------------------
@@ -313,7 +318,7 @@ def nvidia_driver(s: Settings, platform: Platform, gpu: GpuReport | None) -> Dri
     """
     d, packages = DriverHost(), {}
     if s.backend == "cuda" and platform.kind == "native":
-        d = host.get_fact(DriverHostFacts)
+        d = driver_host()
         packages = host.get_fact(DebPackages) or host.get_fact(RpmPackages) or {}
     plan = plan_driver(s, platform, gpu, d, packages)
     if plan.action == "none":

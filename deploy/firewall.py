@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import shlex
+from dataclasses import dataclass
 from io import StringIO
 
 from pyinfra import host
@@ -23,8 +24,20 @@ from deploy.system import install_os_packages
 NFT_TABLE = "vllm_guard"
 
 
+@dataclass
+class Firewalls:
+    """Which firewall tools a host has and which one is active."""
+
+    ufw: str = "absent"  # active, inactive or absent
+    firewalld: str = "inactive"  # systemctl is-active firewalld
+    nft: str = "absent"  # present or absent
+
+
 class FirewallState(FactBase):
-    """Which firewall tools the host has and which one is active."""
+    """Which firewall is active: ufw's status, firewalld's unit, whether nft is there. One round trip
+    for three reads (pyinfra has no fact for ufw's status or a unit's state by itself)."""
+
+    json_type = Firewalls  # tests/harness.py builds it from a case's dict
 
     def command(self) -> str:
         return ("if command -v ufw >/dev/null 2>&1; then ufw status 2>/dev/null | head -1 | "
@@ -32,10 +45,10 @@ class FirewallState(FactBase):
                 "echo firewalld=$(systemctl is-active firewalld 2>/dev/null || true); "
                 "if command -v nft >/dev/null 2>&1; then echo nft=present; else echo nft=absent; fi")
 
-    def process(self, output):
+    def process(self, output) -> Firewalls:
         state = dict(line.split("=", 1) for line in output if "=" in line)
-        return {"ufw": state.get("ufw", "absent"), "firewalld": state.get("firewalld", "") or "inactive",
-                "nft": state.get("nft", "absent")}
+        return Firewalls(ufw=state.get("ufw", "absent"), firewalld=state.get("firewalld", "") or "inactive",
+                         nft=state.get("nft", "absent"))
 
 
 class UfwAddedRules(FactBase):
@@ -48,16 +61,16 @@ class UfwAddedRules(FactBase):
         return [line.strip() for line in output if line.strip().startswith("ufw ")]
 
 
-def choose_firewall(s: Settings, state: dict) -> tuple[str | None, str | None]:
+def choose_firewall(s: Settings, state: Firewalls) -> tuple[str | None, str | None]:
     """(backend, None) or (None, why it cannot go on)."""
     if s.firewall == "none":
         return "none", None
-    if state["firewalld"] == "active":
+    if state.firewalld == "active":
         return None, ("firewalld is active on this host and is not supported yet: stop and disable it "
                       "(`systemctl disable --now firewalld`) or set firewall: none and open port "
                       f"{s.port} to {', '.join(s.allowed_sources) or 'nobody'} yourself")
-    if s.firewall == "ufw" or (s.firewall == "auto" and state["ufw"] == "active"):
-        if state["ufw"] != "active":
+    if s.firewall == "ufw" or (s.firewall == "auto" and state.ufw == "active"):
+        if state.ufw != "active":
             return None, ("firewall: ufw was asked for but ufw is not active here: enable it "
                           "(`ufw allow 22/tcp && ufw enable`) or use firewall: nftables")
         return "ufw", None

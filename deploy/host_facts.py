@@ -1,8 +1,10 @@
-"""pyinfra facts about a host, one concern each: its GPUs, its platform, what is installed.
+"""pyinfra facts about a host, one question each: its GPUs, its platform, the active vLLM.
 
-Each fact is one read-only shell command; its parsing is a plain function tested on recorded
-outputs of the real tools (``tests/fixtures/``). A host without a driver or a GPU is a fact, not
-a crash.
+Each fact is one read-only shell command returning a dataclass; its parsing is a plain function
+tested on recorded outputs of the real tools (``tests/fixtures/``). pyinfra's own facts answer
+what they can (``OsRelease``, ``KernelVersion``, ``Arch``, ``Memory``); a probe of ours reads
+several small things in one round trip only where pyinfra has no fact for them, and says so.
+A host without a driver or a GPU is a fact, not a crash.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ import shlex
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from pyinfra import host
 from pyinfra.api import FactBase
+from pyinfra.facts.hardware import Memory
+from pyinfra.facts.server import Arch, KernelVersion, OsRelease
 
 # nvidia-smi's CSV query, in this order (nvidia-smi --help-query-gpu)
 GPU_FIELDS = ("index", "name", "uuid", "compute_cap", "memory.total", "memory.used", "memory.free",
@@ -115,7 +120,9 @@ def parse_gpu_report(output: list[str]) -> GpuReport:
 
 class GpuFacts(FactBase):
     """The host's NVIDIA GPUs, driver, CUDA version and compute processes, from nvidia-smi;
-    with the pids of ``service``'s unit (our own server, if it runs)."""
+    with the pids of ``service``'s unit (our own server, if it runs). One question (what the GPUs
+    hold) in one round trip: three nvidia-smi queries and the unit's cgroup, which pyinfra has no
+    facts for."""
 
     def command(self, service: str = "vllm") -> str:
         return (
@@ -136,13 +143,13 @@ class GpuFacts(FactBase):
 
 @dataclass
 class Platform(JsonFact):
-    distro: str
-    version: str
-    like: str
-    pretty: str
-    kernel: str
+    distro: str  # /etc/os-release ID
+    version: str  # VERSION_ID
+    like: str  # ID_LIKE
+    pretty: str  # PRETTY_NAME
+    kernel: str  # uname -r
     kind: str  # native, wsl1, wsl2
-    arch: str
+    arch: str  # uname -m
     pid1: str
     mem_total_kib: int
     mem_available_kib: int
@@ -162,60 +169,77 @@ def wsl_kind(kernel_release: str, proc_version: str) -> str:
     return "native"
 
 
-def parse_platform(output: list[str]) -> Platform:
+@dataclass
+class Runtime(JsonFact):
+    """What pyinfra has no fact for: the kernel's build line, PID 1, available RAM, python3."""
+
+    proc_version: str = ""  # /proc/version: tells WSL kernels from others
+    pid1: str = ""  # /proc/1/comm: systemd or not (WSL2 without systemd=true)
+    mem_available_kib: int = 0  # /proc/meminfo MemAvailable
+    python: str | None = None  # python3's version, None without python3
+
+
+def parse_runtime(output: list[str]) -> Runtime:
     kv = {}
     for line in output:
         key, _, value = line.partition("=")
-        kv[key.strip()] = value.strip().strip('"')
-    return Platform(
-        distro=kv.get("ID", "unknown"), version=kv.get("VERSION_ID", ""), like=kv.get("ID_LIKE", ""),
-        pretty=kv.get("PRETTY_NAME", ""), kernel=kv.get("KERNEL", ""),
-        kind=wsl_kind(kv.get("KERNEL", ""), kv.get("PROCVERSION", "")), arch=kv.get("ARCH", ""),
-        pid1=kv.get("PID1", ""), mem_total_kib=int(kv.get("MemTotal", "0") or 0),
-        mem_available_kib=int(kv.get("MemAvailable", "0") or 0), python=kv.get("PYTHON") or None)
+        kv[key.strip()] = value.strip()
+    available = kv.get("MemAvailable", "")
+    return Runtime(proc_version=kv.get("PROCVERSION", ""), pid1=kv.get("PID1", ""),
+                   mem_available_kib=int(available) if available.isdigit() else 0, python=kv.get("PYTHON") or None)
 
 
-class PlatformFacts(FactBase):
-    """Distribution, native Linux vs WSL1/WSL2, kernel, PID 1, RAM and python3 of a host."""
+class RuntimeFacts(FactBase):
+    """/proc/version, PID 1, MemAvailable and python3's version: four small reads pyinfra has no
+    facts for, in one round trip (four facts of their own would be four)."""
 
     def command(self) -> str:
         return (
-            "(. /etc/os-release 2>/dev/null; echo \"ID=$ID\"; echo \"VERSION_ID=$VERSION_ID\"; "
-            "echo \"ID_LIKE=$ID_LIKE\"; echo \"PRETTY_NAME=$PRETTY_NAME\"); "
-            "echo \"KERNEL=$(uname -r)\"; echo \"ARCH=$(uname -m)\"; "
             "echo \"PROCVERSION=$(cat /proc/version 2>/dev/null)\"; echo \"PID1=$(cat /proc/1/comm 2>/dev/null)\"; "
-            "awk '/^(MemTotal|MemAvailable):/ {sub(\":\", \"\", $1); print $1 \"=\" $2}' /proc/meminfo; "
+            "awk '/^MemAvailable:/ {print \"MemAvailable=\" $2}' /proc/meminfo; "
             "echo \"PYTHON=$(python3 -c 'import sys; print(\"%d.%d.%d\" % sys.version_info[:3])' 2>/dev/null)\""
         )
 
-    def process(self, output) -> Platform:
-        return parse_platform(list(output))
+    def process(self, output) -> Runtime:
+        return parse_runtime(list(output))
+
+
+def platform_from(os_release: dict, kernel: str, arch: str, mem_total_mib: int | None, runtime: Runtime) -> Platform:
+    """The platform from pyinfra's ``OsRelease``, ``KernelVersion``, ``Arch``, ``Memory`` (MiB) and ours."""
+    kernel = (kernel or "").strip()
+    return Platform(
+        distro=os_release.get("id", "unknown"), version=os_release.get("version_id", ""),
+        like=os_release.get("id_like", ""), pretty=os_release.get("pretty_name", ""), kernel=kernel,
+        kind=wsl_kind(kernel, runtime.proc_version), arch=(arch or "").strip(), pid1=runtime.pid1,
+        mem_total_kib=int(mem_total_mib or 0) * 1024, mem_available_kib=runtime.mem_available_kib,
+        python=runtime.python)
+
+
+def host_platform() -> Platform:
+    """This host's platform, from pyinfra's facts and ``RuntimeFacts`` (call inside a deploy)."""
+    return platform_from(host.get_fact(OsRelease) or {}, host.get_fact(KernelVersion) or "",
+                         host.get_fact(Arch) or "", host.get_fact(Memory), host.get_fact(RuntimeFacts))
 
 
 @dataclass
 class Installed(JsonFact):
-    """What a previous deploy (or the owner) left: driver, uv, the vLLM of the active venv."""
+    """The vLLM a previous deploy left active: the venv ``current`` points at and its version."""
 
-    driver_loaded: str | None
-    uv: str | None
-    vllm: str | None
-    active_venv: str | None
+    vllm: str | None = None
+    active_venv: str | None = None
 
 
 def parse_installed(output: list[str]) -> Installed:
     kv = dict(line.split("=", 1) for line in output if "=" in line)
-    return Installed(driver_loaded=kv.get("DRIVER") or None, uv=(kv.get("UV") or "").removeprefix("uv ") or None,
-                     vllm=kv.get("VLLM") or None, active_venv=kv.get("VENV") or None)
+    return Installed(vllm=kv.get("VLLM") or None, active_venv=kv.get("VENV") or None)
 
 
 class InstalledFacts(FactBase):
-    """The loaded NVIDIA kernel module's version, uv's version and the active venv's vLLM."""
+    """Which vLLM is active: the venv ``<install_dir>/current`` points at, and its vLLM's version."""
 
     def command(self, install_dir: str = "/opt/vllm") -> str:
         current = f"{install_dir}/current"
         return (
-            "echo \"DRIVER=$(cat /sys/module/nvidia/version 2>/dev/null)\"; "
-            "echo \"UV=$(uv --version 2>/dev/null | cut -d' ' -f1-2)\"; "
             f"echo \"VENV=$(readlink -f {current} 2>/dev/null)\"; "
             f"echo \"VLLM=$(ls -d {current}/lib/python3*/site-packages/vllm*.dist-info 2>/dev/null | head -1 "
             "| sed -E 's/.*vllm(_cpu)?-([^/]+)\\.dist-info/\\2/')\""

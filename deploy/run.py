@@ -10,7 +10,7 @@ from pyinfra.api.exceptions import PyinfraError
 from deploy.cuda_toolkit import cuda_toolkit
 from deploy.driver import nvidia_driver
 from deploy.firewall import firewall
-from deploy.host_facts import GpuFacts, InstalledFacts, NvmlFacts, PlatformFacts
+from deploy.host_facts import GpuFacts, InstalledFacts, NvmlFacts, host_platform
 from deploy.preflight import Verdict, judge, platform_text, table
 from deploy.python_env import vllm_venv
 from deploy.service import service
@@ -46,7 +46,7 @@ def preflight_this_host(s: Settings) -> Verdict:
     gpu = host.get_fact(GpuFacts, service=s.service_name) if s.backend == "cuda" else None
     if gpu is not None and gpu.state == "ok":
         gpu.nvml = host.get_fact(NvmlFacts, python=f"{s.current_link}/bin/python")
-    verdict = judge(s, host.get_fact(PlatformFacts), gpu)
+    verdict = judge(s, host_platform(), gpu)
     installed = host.get_fact(InstalledFacts, install_dir=s.install_dir)
     verdict.installed = f"vllm {installed.vllm}" if installed.vllm else "-"
     return verdict
@@ -60,7 +60,7 @@ def preflight_only() -> None:
 def deploy_this_host() -> None:
     """WSL2 and the driver, preflight, base system, venv, weights, firewall, service, verification."""
     s = inventory_settings()[host.name]
-    platform = host.get_fact(PlatformFacts)
+    platform = host_platform()
     if not wsl_host(s, platform):
         record(Verdict(s.host, False, platform_text(platform), summary="WSL: stopped (see the STOP line)"))
         return

@@ -2,7 +2,7 @@
 the Windows side of the port mapping written as a PowerShell script.
 
 What can be known from inside WSL2, and how (``WslFacts``): the Windows driver's ``libcuda.so*``
-under /usr/lib/wsl/lib; /etc/wsl.conf; PID 1 (``PlatformFacts``); the networking mode from
+under /usr/lib/wsl/lib; /etc/wsl.conf; PID 1 (``host_facts.RuntimeFacts``); the networking mode from
 ``wslinfo --networking-mode`` (WSL 2.x prints nat, mirrored, ...; older WSL has no wslinfo, and
 .wslconfig lives in the Windows user's profile, which the distribution cannot reliably name), so
 the generated script asks Windows for the mode itself when it runs; the distribution's current
@@ -66,7 +66,10 @@ def parse_wsl_host(output: list[str]) -> WslHost:
 
 
 class WslFacts(FactBase):
-    """The Windows driver's libcuda, /etc/wsl.conf, networking mode, C: and the address of a WSL host."""
+    """The Windows driver's libcuda, /etc/wsl.conf, networking mode, C: and the address of a WSL host.
+
+    Asked only on WSL2 hosts; one round trip for seven small reads pyinfra has no facts for (seven
+    facts would be seven round trips to a machine that is often a laptop on Wi-Fi)."""
 
     def command(self) -> str:
         return (

@@ -21,6 +21,7 @@ from pyinfra.api import Config, FileUploadCommand, FunctionCommand, Inventory, S
 from pyinfra.api.state import StateStage
 from pyinfra.context import ctx_host, ctx_state
 
+from deploy.host_facts import Platform, Runtime, platform_from
 from deploy.settings import validate_inventory
 
 KEY = "sk-test-0123456789abcdef"
@@ -38,6 +39,18 @@ EMPTY_HOST = {"File": None, "Directory": None, "Sha1File": None, "AptSources": [
 def settings(host: str = "gpu1", **data):
     """One host's checked settings, through the settings contract (``validate_inventory``)."""
     return validate_inventory([(host, data)], environ={"VLLM_API_KEY": KEY})[host]
+
+
+def parse_platform(lines: list[str]) -> Platform:
+    """A Platform from ``KEY=VALUE`` lines, the way the facts would give it: the /etc/os-release keys
+    (``ID``, ``VERSION_ID``...) as pyinfra's ``OsRelease`` reads them, ``KERNEL`` (``KernelVersion``),
+    ``ARCH`` (``Arch``), ``MemTotal`` in KiB (``Memory`` gives MiB), and ``RuntimeFacts``' own keys."""
+    kv = dict(line.split("=", 1) for line in lines if "=" in line)
+    os_release = {k.lower(): v.strip('"') for k, v in kv.items() if k in ("ID", "VERSION_ID", "ID_LIKE", "PRETTY_NAME")}
+    runtime = Runtime(proc_version=kv.get("PROCVERSION", ""), pid1=kv.get("PID1", ""),
+                      mem_available_kib=int(kv.get("MemAvailable", 0)), python=kv.get("PYTHON") or None)
+    return platform_from(os_release, kv.get("KERNEL", ""), kv.get("ARCH", ""), int(kv.get("MemTotal", 0)) // 1024,
+                         runtime)
 
 
 def render_command(command) -> str | list:
@@ -60,6 +73,8 @@ def _answer(facts: dict, cls, args, kwargs):
     if name not in facts:
         return EMPTY_HOST[name] if name in EMPTY_HOST else getattr(cls(), "default", lambda: None)()
     value = facts[name]
+    if isinstance(value, dict) and getattr(cls, "json_type", None):  # a typed fact given as JSON
+        return cls.json_type(**value)
     if callable(value):
         return value(*args, **kwargs)
     if isinstance(value, dict) and value and all("=" in k for k in value) and (args or kwargs):

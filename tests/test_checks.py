@@ -7,7 +7,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from deploy import endpoint_check
-from deploy.firewall import choose_firewall
+from deploy.firewall import Firewalls, FirewallState, choose_firewall
 from deploy.model_specs import MODELS
 from deploy.settings import load_settings
 from deploy.weights import GIB, VENV_BYTES, disk_needed
@@ -27,13 +27,20 @@ def s(**data):
     ("none", {"ufw": "absent", "firewalld": "active", "nft": "present"}, "none"),
 ])
 def test_firewall_choice(setting, state, expected):
-    assert choose_firewall(s(firewall=setting), state) == (expected, None)
+    assert choose_firewall(s(firewall=setting), Firewalls(**state)) == (expected, None)
+
+
+def test_firewall_state_from_the_probe_output():
+    # `ufw status` on a Debian 12 lab host with ufw enabled, firewalld not installed, nft present
+    got = FirewallState().process(["ufw=active", "firewalld=inactive", "nft=present"])
+    assert got == Firewalls("active", "inactive", "present")
+    assert FirewallState().process(["ufw=absent", "firewalld=", "nft=present"]) == Firewalls(nft="present")
 
 
 def test_active_firewalld_is_refused_never_bypassed():
-    backend, why = choose_firewall(s(), {"ufw": "absent", "firewalld": "active", "nft": "present"})
+    backend, why = choose_firewall(s(), Firewalls(ufw="absent", firewalld="active", nft="present"))
     assert backend is None and "firewalld is active" in why and "systemctl disable --now firewalld" in why
-    backend, why = choose_firewall(s(firewall="ufw"), {"ufw": "inactive", "firewalld": "inactive", "nft": "present"})
+    backend, why = choose_firewall(s(firewall="ufw"), Firewalls(ufw="inactive", firewalld="inactive", nft="present"))
     assert backend is None and "ufw is not active" in why
 
 

@@ -2,7 +2,9 @@
 
 from pathlib import Path
 
-from deploy.host_facts import parse_gpu_csv, parse_gpu_report, parse_platform, wsl_kind
+from pyinfra.facts.server import OsRelease
+
+from deploy.host_facts import RuntimeFacts, parse_gpu_csv, parse_gpu_report, platform_from, wsl_kind
 
 FIX = Path(__file__).parent / "fixtures" / "gpu" / "h100-80gb-hbm3"
 
@@ -49,20 +51,29 @@ def test_wsl_kinds_from_kernel_release():
     assert wsl_kind("6.8.0-49-generic", "Linux version 6.8.0-49-generic (buildd@lcy02)") == "native"
 
 
-def test_platform_lines():
-    p = parse_platform(["ID=ubuntu", "VERSION_ID=\"24.04\"", "ID_LIKE=debian", "PRETTY_NAME=\"Ubuntu 24.04.3 LTS\"",
-                        "KERNEL=6.18.44-fc-v310-gpu", "ARCH=x86_64", "PROCVERSION=Linux version 6.18.44",
-                        "PID1=bash", "MemTotal=131072000", "MemAvailable=120000000", "PYTHON=3.12.3"])
-    assert (p.distro, p.version, p.kind, p.pid1, p.python) == ("ubuntu", "24.04", "native", "bash", "3.12.3")
-    assert p.mem_total_kib == 131072000
+def test_platform_from_pyinfra_facts_and_our_runtime_probe():
+    # /etc/os-release of the lent H100 (Ubuntu 24.04.3), read by pyinfra's own OsRelease
+    os_release = OsRelease().process(['PRETTY_NAME="Ubuntu 24.04.3 LTS"', 'NAME="Ubuntu"', 'VERSION_ID="24.04"',
+                                      "ID=ubuntu", "ID_LIKE=debian"])
+    runtime = RuntimeFacts().process(["PROCVERSION=Linux version 6.18.44", "PID1=bash", "MemAvailable=120000000",
+                                      "PYTHON=3.12.3"])
+    p = platform_from(os_release, "6.18.44-fc-v310-gpu\n", "x86_64", 128000, runtime)
+    assert (p.distro, p.version, p.like, p.pretty) == ("ubuntu", "24.04", "debian", "Ubuntu 24.04.3 LTS")
+    assert (p.kind, p.pid1, p.python, p.arch, p.kernel) == ("native", "bash", "3.12.3", "x86_64", "6.18.44-fc-v310-gpu")
+    assert (p.mem_total_kib, p.mem_available_kib) == (128000 * 1024, 120000000)
+
+
+def test_runtime_probe_without_python_or_meminfo():
+    r = RuntimeFacts().process(["PROCVERSION=", "PID1=systemd", "PYTHON="])
+    assert (r.pid1, r.python, r.mem_available_kib) == ("systemd", None, 0)
 
 
 def test_installed_lines():
     from deploy.host_facts import parse_installed
 
-    got = parse_installed(["DRIVER=580.159.04", "UV=uv 0.13.9", "VENV=/opt/vllm/venvs/vllm-0.24.0", "VLLM=0.24.0"])
-    assert (got.driver_loaded, got.uv, got.vllm) == ("580.159.04", "0.13.9", "0.24.0")
-    assert parse_installed(["DRIVER=", "UV=", "VENV=", "VLLM="]) == parse_installed([])
+    got = parse_installed(["VENV=/opt/vllm/venvs/vllm-0.24.0", "VLLM=0.24.0"])
+    assert (got.vllm, got.active_venv) == ("0.24.0", "/opt/vllm/venvs/vllm-0.24.0")
+    assert parse_installed(["VENV=", "VLLM="]) == parse_installed([])
 
 
 def test_nvml_reading_of_the_real_h100_takes_precedence_for_planning():

@@ -24,7 +24,7 @@ from deploy.driver import (
     parse_driver_host,
     plan_driver,
 )
-from deploy.host_facts import parse_gpu_report, parse_platform
+from deploy.host_facts import parse_gpu_report
 from deploy.settings import SettingsError, load_settings
 from deploy.wsl import (
     WSL_CONF_HEADER,
@@ -36,7 +36,7 @@ from deploy.wsl import (
     wsl_host,
     wsl_port_mapping,
 )
-from tests.harness import KEY, UPLOADS, all_commands, changing, run_ops
+from tests.harness import KEY, UPLOADS, all_commands, changing, parse_platform, run_ops
 
 H100 = Path(__file__).parent / "fixtures/gpu/h100-80gb-hbm3/query.csv"
 KERNEL = {"ubuntu": "6.8.0-45-generic", "debian": "6.1.0-28-amd64", "rocky": "5.14.0-503.14.1.el9_5.x86_64",
@@ -73,7 +73,7 @@ def settings(**data):
 
 
 def native_facts(pf, gpu, driver_host=BARE, **more):
-    return {"PlatformFacts": pf, "GpuFacts": gpu, "DriverHostFacts": driver_host, **more}
+    return {"GpuFacts": gpu, "DriverHostFacts": driver_host, **more}
 
 
 def driver_run(s, pf, gpu, driver_host=BARE, **facts):
@@ -274,7 +274,8 @@ def test_broken_driver_after_install_reboots_then_verifies():
     (["SB: SecureBoot disabled"], "no kernel headers for the running kernel 6.8.0-45-generic"),
 ])
 def test_broken_driver_without_packages_stops_with_the_likely_reason(facts, expected):
-    plan, ops = driver_run(settings(), platform(), BROKEN, parse_driver_host(facts))
+    modules = {"nouveau": {"size": "2793472", "instances": 0, "state": "Live"}} if "NOUVEAU: yes" in facts else {}
+    plan, ops = driver_run(settings(), platform(), BROKEN, parse_driver_host(facts), KernelModules=modules)
     assert plan.action == "stop" and expected in plan.reason
     assert len(ops) == 1 and ops[0][0].startswith("STOP: host gpu1: the NVIDIA driver is installed but not working")
 
@@ -309,7 +310,7 @@ def test_wsl2_refuses_a_linux_driver_when_asked(asked):
 
 
 def wsl_run(s, pf, w, packages=None):
-    facts = {"PlatformFacts": pf, "WslFacts": w, "DebPackages": packages or {}}
+    facts = {"WslFacts": w, "DebPackages": packages or {}}
     return run_ops(wsl_host, facts, s, pf)
 
 
@@ -500,11 +501,10 @@ def test_profile_script_gives_nvcc_path_in_a_login_shell(tmp_path):
 
 
 def test_driver_host_facts_parse():
-    d = parse_driver_host(["SB: ", "SBVAR: 1", LSPCI_H100, "NOUVEAU: yes",
+    d = parse_driver_host(["SB: ", "SBVAR: 1", LSPCI_H100,
                            "MODULE: NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.95.05  "
-                           "Release Build  (dvs-builder@U16-I3-B03-4-3)  Tue Sep 23 09:43:34 UTC 2025",
-                           "REBOOT: yes"])
-    assert d.secure_boot == "enabled" and d.nouveau_loaded and not d.headers and d.reboot_required
+                           "Release Build  (dvs-builder@U16-I3-B03-4-3)  Tue Sep 23 09:43:34 UTC 2025"])
+    assert d.secure_boot == "enabled" and not d.nouveau_loaded and not d.headers
     assert (d.module_version, d.module_flavor) == ("580.95.05", "open")
     assert gpu_arch(d.gpus[0]).name == "Hopper"
     assert gpu_arch("NVIDIA Corporation AD102GL [L40S] [10de:26b9]").name == "Ada Lovelace"

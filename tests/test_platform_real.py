@@ -44,13 +44,13 @@ from pyinfra import host
 from deploy import platform_data as pd
 from deploy.cuda_toolkit import cuda_toolkit
 from deploy.driver import cuda_repository
-from deploy.host_facts import PlatformFacts
+from deploy.host_facts import host_platform
 from deploy.settings import load_settings
 from deploy.wsl import wsl_host, wsl_port_mapping
 
 data = host.data.dict()
 s = load_settings(host.name, data)
-platform = host.get_fact(PlatformFacts)
+platform = host_platform()
 repo = pd.cuda_repo(platform.distro, platform.version)
 cuda_repository(s, platform, repo, repo.url(platform.arch))
 cuda_toolkit(s, platform, None)

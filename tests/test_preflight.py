@@ -4,9 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from deploy.host_facts import Gpu, GpuReport, parse_gpu_csv, parse_platform
+from deploy.host_facts import Gpu, GpuReport, parse_gpu_csv
 from deploy.preflight import judge, table
 from deploy.settings import load_settings
+from tests.harness import parse_platform
 
 FIX = Path(__file__).parent / "fixtures" / "gpu" / "h100-80gb-hbm3"
 UBUNTU = parse_platform(["ID=ubuntu", "VERSION_ID=24.04", "KERNEL=6.8.0-49-generic", "MemTotal=131072000",

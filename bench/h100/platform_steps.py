@@ -5,11 +5,11 @@ from pyinfra import host
 
 from deploy.cuda_toolkit import cuda_toolkit
 from deploy.driver import nvidia_driver
-from deploy.host_facts import GpuFacts, PlatformFacts
+from deploy.host_facts import GpuFacts, host_platform
 from deploy.run import inventory_settings
 
 s = inventory_settings()[host.name]
-platform = host.get_fact(PlatformFacts)
+platform = host_platform()
 gpu = host.get_fact(GpuFacts, service=s.service_name)
 driver = nvidia_driver(s, platform, gpu)
 print(f"[{host.name}] driver: {driver.action}: {driver.reason}")
