@@ -96,6 +96,7 @@ def plan_for(case: dict) -> dict:
         tensor_parallel_size=case.get("tensor_parallel_size", 1),
         kv_cache_dtype=case.get("kv_cache_dtype", "auto"),
         enforce_eager=case.get("enforce_eager", False),
+        moe_backend=case.get("moe_backend"),
     ).as_json()
 
 

@@ -21,6 +21,7 @@ import sys
 from dataclasses import dataclass
 
 from deploy import vram, vram_choice
+from deploy.correctness import WrongOutput, wrong_output
 from deploy.kernel_support import KernelVerdict, kernel_verdict, parse_capability
 from deploy.model_specs import MODELS
 from deploy.vram import Estimate, ServeConfig
@@ -93,10 +94,18 @@ class Plan:
     estimate: Estimate
     reasons: tuple[str, ...]  # why it does not fit / was changed, each with a fix
     changes: tuple[Change, ...] = ()  # what the planner chose, typed (the reasons when it fits)
+    wrong_output: tuple[WrongOutput, ...] = ()  # known wrong answers for this configuration
+    moe_backend: str | None = None  # the MoE backend the memory model assumed
 
     @property
     def kernel_supported(self) -> bool:
-        return self.kernel.supported
+        """The kernels exist, and no report says they answer wrong in this configuration."""
+        return self.kernel.supported and not self.wrong_output
+
+    @property
+    def kernel_reason(self) -> str:
+        extra = [f"Known to answer wrong here: {w.symptom} ({w.source})." for w in self.wrong_output]
+        return " ".join([self.kernel.reason, *extra])
 
     @property
     def fits(self) -> bool:
@@ -136,8 +145,8 @@ class Plan:
             "vllm": self.vllm,
             "gpu": self.gpu,
             "gpus": self.gpus,
-            "kernel_supported": self.kernel.supported,
-            "kernel_reason": self.kernel.reason,
+            "kernel_supported": self.kernel_supported,
+            "kernel_reason": self.kernel_reason,
             "fits": est.fits,
             "weights_gib": round(est.weights_gib, 2),
             "kv_cache_gib": round(max(est.kv_cache_gib, 0.0), 2),
@@ -152,7 +161,7 @@ class Plan:
             "enforce_eager": cfg.enforce_eager,
             "vllm_args": self.vllm_args,
             "env": self.env,
-            "moe_backend": self.kernel.moe_backend,
+            "moe_backend": self.moe_backend or self.kernel.moe_backend,
             "attention_backend": self.kernel.attention_backend,
             "reasons": list(self.reasons),
             "memory": {
@@ -174,13 +183,16 @@ class Plan:
 
 def make_plan(model: str, vllm: str, gpu_name: str, compute_capability: str,
               gpu_memory_mib: int, gpu_free_mib: int | None = None, gpus: int = 1,
-              **requested) -> Plan:
+              moe_backend: str | None = None, **requested) -> Plan:
     """The plan for one host (`Plan.as_json()` is what `python -m deploy.plan --json` prints).
 
     `requested` takes the serving flags by their vLLM names (the fields of
     deploy.vram_choice.Request): gpu_memory_utilization, max_model_len, max_num_seqs,
     max_num_batched_tokens, tensor_parallel_size, kv_cache_dtype ("auto" or "fp8"),
     enforce_eager. Missing or None ones are chosen. Raises PlanInputError for bad input.
+    `moe_backend` ("MARLIN", "TRITON"): the MoE backend vLLM was made to use (vLLM's
+    --moe-backend, VLLM_MXFP4_USE_MARLIN=1) where it differs from the kernel table's choice; the
+    memory model follows it (the measured runs that force Marlin on the H200 use it).
     """
     known = set(Request.names())
     unknown = set(requested) - known
@@ -194,18 +206,26 @@ def make_plan(model: str, vllm: str, gpu_name: str, compute_capability: str,
     spec = MODELS[model]
     version = vram.parse_version(vllm)
     gpu = vram.Gpu(gpu_name, gpu_memory_mib, gpu_free_mib)
-    choice = vram_choice.choose(spec, gpu, gpus, version, verdict.moe_backend, Request(**req))
+    backend = moe_backend or verdict.moe_backend
+    choice = vram_choice.choose(spec, gpu, gpus, version, backend, Request(**req))
     cfg, est = choice.config, choice.estimate
 
+    wrong = wrong_output(version, compute_capability, cfg.tensor_parallel_size, cfg.kv_cache_dtype,
+                         dict(verdict.env))
     reasons: list[str] = []
     if not verdict.supported:
         reasons.append(verdict.reason + (f" Fix: {verdict.remedy}" if verdict.remedy else ""))
+    reasons.extend(f"vLLM {vllm} on compute capability {compute_capability} {w.symptom}: {w.remedy}"
+                   for w in wrong)
     if not est.fits:
-        reasons.extend(vram_choice.fixes(spec, gpu, gpus, version, verdict.moe_backend, cfg, est))
+        fp8_ok = not wrong_output(version, compute_capability, cfg.tensor_parallel_size, "fp8",
+                                  dict(verdict.env))
+        reasons.extend(vram_choice.fixes(spec, gpu, gpus, version, backend, cfg, est,
+                                         fp8_kv_ok=fp8_ok))
     elif choice.changes:
         reasons.extend(choice.changed)
     return Plan(model, vllm, gpu_name, gpus, verdict, cfg, est, tuple(reasons),
-                tuple(choice.changes))
+                tuple(choice.changes), tuple(wrong), backend)
 
 
 def exit_code(plan: Plan) -> int:

@@ -128,6 +128,11 @@ def _judge_plan(s: Settings, gpu: GpuReport, v: Verdict, kv) -> Verdict:
         v.summary, v.detail = "bad plan input", f"the VRAM plan refused its input: {exc}"
         return v
     v.plan = plan
+    if plan.wrong_output:
+        v.summary = "known wrong answers"
+        v.detail = (f"{s.model} on {v.gpus} with vLLM {s.vllm_version} starts but answers wrong: "
+                    + "; ".join(plan.reasons))
+        return v
     if not plan.fits:
         v.summary = "does not fit in VRAM"
         v.detail = (f"{s.model} does not fit on {v.gpus} with vLLM {s.vllm_version}: "

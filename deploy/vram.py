@@ -51,9 +51,11 @@ from deploy.model_specs import GIB, ModelSpec
 from deploy.versions import vllm_version_or_error
 from deploy.vram_tables import (
     ACCOUNTING,
+    CUDAGRAPH_ESTIMATE_GPU_EXTRA_GIB,
     DRIVER_RESERVE_MIB,
     FACTS,
     KNOWN_START_UP_OOMS,
+    MARLIN_PEAK_EXTRA,
     TRITON_LOADS,
     WEIGHT_LAYOUTS,
     Accounting,
@@ -174,12 +176,17 @@ class Gpu:
         return min(self.free_mib * MIB, self.cuda_total_bytes)
 
 
-def driver_reserve_mib(gpu_name: str) -> int:
+def _by_gpu(table: dict, gpu_name: str):
+    """The value of a GPU-keyed table (key: a part of the name nvidia-smi prints, or "default")."""
     name = gpu_name.lower()
-    for key, (mib, _src) in DRIVER_RESERVE_MIB.items():
+    for key, (value, _src) in table.items():
         if key != "default" and key in name:
-            return mib
-    return DRIVER_RESERVE_MIB["default"][0]
+            return value
+    return table["default"][0]
+
+
+def driver_reserve_mib(gpu_name: str) -> int:
+    return _by_gpu(DRIVER_RESERVE_MIB, gpu_name)
 
 
 class Failure(StrEnum):
@@ -276,7 +283,8 @@ def weights_bytes(spec: ModelSpec, tp: int, moe_backend: str | None, vllm: str |
     return int(base + const * GIB + extra)
 
 
-def activation_peak_bytes(spec: ModelSpec, cfg: ServeConfig, traits: VersionTraits) -> int:
+def activation_peak_bytes(spec: ModelSpec, cfg: ServeConfig, traits: VersionTraits,
+                          moe_backend: str | None = None) -> int:
     f = FACTS
     forward = (f["forward_base_gib"].value
                + f["forward_gib_per_token"].value * cfg.max_num_batched_tokens) * GIB
@@ -287,6 +295,10 @@ def activation_peak_bytes(spec: ModelSpec, cfg: ServeConfig, traits: VersionTrai
     peak = max(forward, sampler + hidden)
     if not cfg.enforce_eager:
         peak = max(peak, accounting(traits.version).compile_peak_gib * GIB)
+    if moe_backend and MoeBackend.of(moe_backend) is MoeBackend.MARLIN:
+        release_ = release(traits.version)
+        peak += sum(gib for versions, gib, _src in MARLIN_PEAK_EXTRA
+                    if release_ in SpecifierSet(versions)) * GIB
     return int(peak)
 
 
@@ -300,14 +312,15 @@ def non_torch_bytes(spec: ModelSpec, cfg: ServeConfig, vllm: str | Version) -> i
     return int(gib * GIB + bins)
 
 
-def cudagraph_bytes(spec: ModelSpec, cfg: ServeConfig, vllm: str | Version = "0.24.0"
-                    ) -> tuple[int, int]:
+def cudagraph_bytes(spec: ModelSpec, cfg: ServeConfig, vllm: str | Version = "0.24.0",
+                    gpu_name: str = "NVIDIA H100") -> tuple[int, int]:
     """(estimate vLLM subtracts from 0.20.0, memory the capture really takes)."""
     if cfg.enforce_eager:
         return 0, 0
     f = FACTS
     seqs = min(cfg.max_num_seqs, 1024)  # gpt-oss raises the largest capture size to 1024
     est = (accounting(vllm).cudagraph_estimate_extra_gib
+           + _by_gpu(CUDAGRAPH_ESTIMATE_GPU_EXTRA_GIB, gpu_name)
            + f["cudagraph_estimate_base_gib"].value
            + f["cudagraph_estimate_per_layer_gib"].value * spec.num_hidden_layers
            + f["cudagraph_estimate_per_seq_gib"].value * seqs)
@@ -374,9 +387,9 @@ def estimate(spec: ModelSpec, gpu: Gpu, cfg: ServeConfig, vllm: str | Version,
     requested = math.ceil(total * cfg.gpu_memory_utilization)
     weights = weights_bytes(spec, cfg.tensor_parallel_size, moe_backend, vllm,
                             cfg.kv_cache_dtype)
-    peak = activation_peak_bytes(spec, cfg, traits)
+    peak = activation_peak_bytes(spec, cfg, traits, moe_backend)
     non_torch = non_torch_bytes(spec, cfg, vllm)
-    cg_est, cg_actual = cudagraph_bytes(spec, cfg, vllm)
+    cg_est, cg_actual = cudagraph_bytes(spec, cfg, vllm, gpu.name)
     cg_in_budget = cg_est if traits.cudagraph_in_budget else 0
     kv = int(requested - weights - peak - non_torch - cg_in_budget)
     page, group_size, groups = kv_layout(spec, cfg)

@@ -266,8 +266,9 @@ def choose(spec: ModelSpec, gpu: Gpu, gpus: int, vllm: str | Version, moe_backen
 
 
 def fixes(spec: ModelSpec, gpu: Gpu, gpus: int, vllm: str | Version, moe_backend: str | None,
-          cfg: ServeConfig, est: Estimate) -> list[str]:
-    """What would fit instead, each as a sentence with the flag to use."""
+          cfg: ServeConfig, est: Estimate, fp8_kv_ok: bool = True) -> list[str]:
+    """What would fit instead, each as a sentence with the flag to use (an fp8 KV cache only
+    when `fp8_kv_ok`: deploy/correctness.py knows releases where it answers wrong)."""
     out: list[str] = []
     if est.failure is Failure.FREE_MEMORY:
         ceiling = util_ceiling(gpu)
@@ -295,7 +296,7 @@ def fixes(spec: ModelSpec, gpu: Gpu, gpus: int, vllm: str | Version, moe_backend
     if smaller != cfg and (e := _fitting(spec, gpu, vllm, moe_backend, smaller)):
         out.append(f"fewer sequences free activation memory: --max-num-seqs "
                    f"{smaller.max_num_seqs} fits ({e.kv_cache_gib:.2f} GiB KV cache)")
-    if not cfg.kv_cache_dtype.startswith("fp8") and (
+    if fp8_kv_ok and not cfg.kv_cache_dtype.startswith("fp8") and (
             e := _fitting(spec, gpu, vllm, moe_backend, replace(cfg, kv_cache_dtype="fp8"))):
         out.append(f"an fp8 KV cache halves it: --kv-cache-dtype fp8 fits "
                    f"{e.kv_cache_tokens} tokens")

@@ -127,9 +127,35 @@ FACTS: dict[str, Fact] = {
 DRIVER_RESERVE_MIB: dict[str, tuple[int, str]] = {
     "h100": (480, "FACTS.md: nvidia-smi 81559 MiB total, NVML used 503316480 B = 480 MiB, "
                   "torch.cuda.mem_get_info total 85017493504 B (79.18 GiB) on the lent H100"),
+    "h200": (616, "bench/h200/run1/smi.txt: nvidia-smi 143771 MiB total, torch.cuda.mem_get_info "
+                  "total 150109880320 B = 143155.7 MiB on the lent H200 (615.3 MiB, rounded up so "
+                  "that the budget is never over-stated); 480 over-stated vLLM's budget by "
+                  "utilization x 0.13 GiB (issue 16: 120b, eager, 0.5 planned 0.07 GiB too much KV)"),
     "rtx 3090": (430, "vllm#10517: total_gpu_memory=23.58GiB on an RTX 3090 (24576 MiB)"),
     "default": (480, "assumed equal to the H100's; not measured on other GPUs"),
 }
+
+# What vLLM's CUDA graph memory estimate (0.20+) adds on a GPU beyond FACTS' fit on the H100 runs
+# (GiB). vLLM captures the graphs and measures them: the figure is the GPU's, not the code's.
+CUDAGRAPH_ESTIMATE_GPU_EXTRA_GIB: dict[str, tuple[float, str]] = {
+    "h100": (0.0, H100_RUNS + ": the fit itself"),
+    "h200": (0.09, "bench/h200/run2 (0.24.0, 20b, 496 sequences): 'Estimated CUDA graph memory: 0.61 "
+                   "GiB' against 0.525 from the H100 fit; 120b with 176 sequences logged 0.53 (fit "
+                   "0.55): the larger difference taken, so the KV cache is never over-stated"),
+    "rtx 4090": (0.0, "apron's 0.30.0 boot (0.63 GiB logged): ACCOUNTING's >=0.29.0 row was fitted "
+                      "with it"),
+    "default": (0.09, "not measured: the largest difference seen (H200) so that no GPU over-states"),
+}
+
+# Marlin MoE's profiling run peaks above the Triton one by a constant on 0.24.x (workspace):
+# bench/h200/run1 u20-marlin and b20-marlin-0 (VLLM_MXFP4_USE_MARLIN / moe_backend 'marlin' on
+# the H200, 20b, eager, 4 sequences, 2048 batched tokens): 'Available KV cache memory' 27.67 and
+# 0.62 GiB, 0.10 GiB under the Triton runs' accounting with Marlin's weights (profile peak 14.88
+# vs 14.79 GiB). The public Marlin logs of 0.11.2 (H100), 0.19.0 (A100) and 0.30.0 (RTX 4090)
+# need none (their rows of ACCOUNTING were fitted with them): other versions add nothing.
+MARLIN_PEAK_EXTRA: tuple[tuple[str, float, str], ...] = (
+    (">=0.24.0,<0.25.0", 0.10, "bench/h200/run1 u20-marlin, b20-marlin-0 (see above)"),
+)
 
 # How each MoE kernel lays out the MXFP4 experts in memory (vLLM's
 # mxfp4_round_up_hidden_size_and_intermediate_size, 0.24.0 fused_moe/oracle/mxfp4.py

@@ -80,6 +80,17 @@ def test_version_tables_cover_every_release(v):
         assert sum(base in SpecifierSet(r.versions) for r in table) == 1
     for key, (mib, src) in vram_tables.DRIVER_RESERVE_MIB.items():
         assert mib > 0 and src, key
+    for key, (gib, src) in vram_tables.CUDAGRAPH_ESTIMATE_GPU_EXTRA_GIB.items():
+        assert gib >= 0 and src, key
+    for versions, gib, src in vram_tables.MARLIN_PEAK_EXTRA:
+        assert versions and gib > 0 and src
+
+
+def test_h200_budget_is_what_cuda_reports():
+    # bench/h200/run1/smi.txt: torch.cuda.mem_get_info total 150109880320 B on the lent H200;
+    # the planner's total may be a little lower, never higher (the budget would be over-stated)
+    h200 = vram.Gpu("NVIDIA H200", 143771)
+    assert 150109880320 - 1024**2 <= h200.cuda_total_bytes <= 150109880320
 
 
 # --- weights ---------------------------------------------------------------------------
