@@ -146,6 +146,7 @@ def firewall(s: Settings) -> str | None:
                         dest=f"/etc/systemd/system/{unit}", mode="644")
     systemd.daemon_reload(name="Reload systemd units (firewall)", _if=unit_op.did_change)
     # nft -f replaces the table in one transaction: the port is never open in between
-    server.shell(name="Load the nftables rules now", commands=[f"nft -f {rules_file}"], _if=rules.did_change)
+    server.shell(name="Load the nftables rules now", commands=[StringCommand("nft", "-f", shlex.quote(rules_file))],
+                 _if=rules.did_change)
     systemd.service(name=f"{unit} enabled at boot", service=unit, running=True, enabled=True)
     return unit

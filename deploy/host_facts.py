@@ -238,7 +238,7 @@ class InstalledFacts(FactBase):
     """Which vLLM is active: the venv ``<install_dir>/current`` points at, and its vLLM's version."""
 
     def command(self, install_dir: str = "/opt/vllm") -> str:
-        current = f"{install_dir}/current"
+        current = shlex.quote(f"{install_dir}/current")
         return (
             f"echo \"VENV=$(readlink -f {current} 2>/dev/null)\"; "
             f"echo \"VLLM=$(ls -d {current}/lib/python3*/site-packages/vllm*.dist-info 2>/dev/null | head -1 "

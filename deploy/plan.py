@@ -9,7 +9,7 @@
 Flags given are checked as given; flags left out are chosen (deploy/vram_choice.py `choose`).
 Exit status: 0 when the kernels exist and the configuration fits, 1 when not (the plan is
 still printed), 2 for bad input (a message on stderr naming the flag and what it accepts).
-The interface is fixed by ../shared/CONTRACTS.md. `make_plan` returns a typed `Plan` for the
+The interface is fixed (docs/contracts.md). `make_plan` returns a typed `Plan` for the
 deploy; `Plan.as_json()` is the dict the JSON prints.
 """
 
@@ -24,11 +24,9 @@ from deploy import vram, vram_choice
 from deploy.correctness import WrongOutput, wrong_output
 from deploy.kernel_support import KernelVerdict, kernel_verdict, parse_capability
 from deploy.model_specs import MODELS
+from deploy.serving_flags import FLAGS, KV_CACHE_DTYPES, refusal
 from deploy.vram import Estimate, ServeConfig
 from deploy.vram_choice import Change, Request
-
-KV_DTYPES = ("auto", "fp8")
-
 
 class PlanInputError(ValueError):
     """Bad input: the message names the flag and what it accepts."""
@@ -54,31 +52,14 @@ def _check(model: str, vllm: str, compute_capability: str, gpu_memory_mib: int,
                              f"({gpu_memory_mib})")
     if gpus < 1:
         raise PlanInputError("--gpus: must be 1 or more")
-    util = req.get("gpu_memory_utilization")
-    if util is not None and not 0 < util <= 1:
-        raise PlanInputError("--gpu-memory-utilization: a fraction of the GPU's memory, "
-                             "greater than 0 and at most 1 (vLLM cannot use host memory)")
     spec = MODELS[model]
-    mml = req.get("max_model_len")
-    if mml is not None and not 1 <= mml <= spec.max_position_embeddings:
-        raise PlanInputError(f"--max-model-len: 1 to {spec.max_position_embeddings} "
-                             f"(the model's max_position_embeddings), not {mml}")
-    for flag, key in (("--max-num-seqs", "max_num_seqs"),
-                      ("--max-num-batched-tokens", "max_num_batched_tokens")):
-        if req.get(key) is not None and req[key] < 1:
-            raise PlanInputError(f"{flag}: must be 1 or more")
+    for name, flag in FLAGS.items():  # ranges and choices shared with the host settings
+        why = refusal(name, req.get(name), spec)
+        if why is not None:
+            raise PlanInputError(f"{flag.cli}: {req[name]!r} is not accepted: {why}")
     tp = req.get("tensor_parallel_size")
-    if tp is not None:
-        if tp < 1 or spec.num_attention_heads % tp:
-            ok = [t for t in (1, 2, 4, 8, 16, 32, 64) if spec.num_attention_heads % t == 0]
-            raise PlanInputError(f"--tensor-parallel-size: must divide the model's "
-                                 f"{spec.num_attention_heads} attention heads: "
-                                 + ", ".join(map(str, ok)))
-        if tp > gpus:
-            raise PlanInputError(f"--tensor-parallel-size: {tp} is more than --gpus ({gpus})")
-    kv = req.get("kv_cache_dtype")
-    if kv is not None and kv not in KV_DTYPES:
-        raise PlanInputError("--kv-cache-dtype: accepted: " + ", ".join(KV_DTYPES))
+    if tp is not None and tp > gpus:
+        raise PlanInputError(f"--tensor-parallel-size: {tp} is more than --gpus ({gpus})")
 
 
 @dataclass(frozen=True)
@@ -285,7 +266,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-num-seqs", type=int)
     p.add_argument("--max-num-batched-tokens", type=int)
     p.add_argument("--tensor-parallel-size", type=int)
-    p.add_argument("--kv-cache-dtype", choices=KV_DTYPES)
+    p.add_argument("--kv-cache-dtype", choices=KV_CACHE_DTYPES)
     p.add_argument("--enforce-eager", action="store_true", default=None)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     return p

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from pyinfra import host, inventory
 from pyinfra.api.exceptions import PyinfraError
 
@@ -80,7 +78,8 @@ def deploy_this_host() -> None:
         return
     if platform.kind == "wsl2":  # NAT mode: Windows' portproxy connects from the WSL gateway
         wsl = host.get_fact(WslFacts)
-        s = replace(s, allowed_sources=s.allowed_sources + nat_firewall_sources(wsl, networking_mode(wsl)[0]))
+        nat = nat_firewall_sources(wsl, networking_mode(wsl)[0])
+        s = s.model_copy(update={"allowed_sources": s.allowed_sources + nat})
     base_system(s)
     changed = vllm_venv(s)
     changed += model_weights(s)

@@ -82,10 +82,11 @@ def service(s: Settings, changed_before: list, plan_args: list[str] | None = Non
                         dest=unit_file, mode="644")
     systemd.daemon_reload(name="Reload systemd units", _if=unit_op.did_change)
     restart_if = any_changed(env_op, unit_op, check_script, *changed_before)
-    check = [f"{s.current_link}/bin/python", f"{s.install_dir}/bin/endpoint_check.py"]
+    check = [shlex.quote(f"{s.current_link}/bin/python"), shlex.quote(f"{s.install_dir}/bin/endpoint_check.py")]
+    cfg = shlex.quote(f"{s.config_dir}/check.json")
     server.shell(name=f"Restart {s.service_name} and verify {s.check_url} (back to the last good state on failure)",
-                 commands=[StringCommand(*check, "activate", f"{s.config_dir}/check.json")], _if=restart_if)
+                 commands=[StringCommand(*check, "activate", cfg)], _if=restart_if)
     started = systemd.service(name=f"{s.service_name} running and enabled at boot",
                               service=f"{s.service_name}.service", running=True, enabled=True)
     server.shell(name=f"Verify the endpoint ({s.check_url}) after a start",
-                 commands=[StringCommand(*check, "verify", f"{s.config_dir}/check.json")], _if=started.did_change)
+                 commands=[StringCommand(*check, "verify", cfg)], _if=started.did_change)

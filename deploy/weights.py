@@ -95,7 +95,7 @@ def model_weights(s: Settings) -> list:
               "allow_patterns=['*.json', '*.safetensors', '*.txt', '*.model', '*.jinja'])")
     fetched = server.shell(
         name=f"Download {s.model} into {s.model_dir}",
-        commands=[StringCommand(python, "-c", shlex.quote(script)),
+        commands=[StringCommand(shlex.quote(python), "-c", shlex.quote(script)),
                   StringCommand("touch", shlex.quote(marker(s)))],
         _env=env,
     )

@@ -1,7 +1,7 @@
 """Example inventory: `pyinfra inventories/lab.py deploy.py`.
 
 Your own machines: list them in ``gpu_servers`` below, one ``(address, settings)`` each. Every
-setting, its default and its meaning is in ``deploy/settings.py`` (the table at its top); what is
+setting, its default and its meaning is in ``docs/settings.md`` (from ``deploy/settings.py``); what is
 common to all hosts goes in ``_common``. The API key is read on this machine (the controller) from
 ``$VLLM_API_KEY`` or the file named by ``api_key_file``; it reaches the hosts only inside a 0600 file.
 
