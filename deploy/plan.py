@@ -28,6 +28,7 @@ from deploy.serving_flags import FLAGS, KV_CACHE_DTYPES, refusal
 from deploy.vram import Estimate, ServeConfig
 from deploy.vram_choice import Change, Request
 
+
 class PlanInputError(ValueError):
     """Bad input: the message names the flag and what it accepts."""
 
