@@ -26,7 +26,7 @@ from deploy.kernel_support import KernelVerdict, kernel_verdict, parse_capabilit
 from deploy.model_specs import MODELS
 from deploy.serving_flags import FLAGS, KV_CACHE_DTYPES, refusal
 from deploy.vram import Estimate, ServeConfig
-from deploy.vram_choice import Change, Request
+from deploy.vram_choice import Change, Request, Workload
 
 
 class PlanInputError(ValueError):
@@ -78,6 +78,8 @@ class Plan:
     changes: tuple[Change, ...] = ()  # what the planner chose, typed (the reasons when it fits)
     wrong_output: tuple[WrongOutput, ...] = ()  # known wrong answers for this configuration
     moe_backend: str | None = None  # the MoE backend the memory model assumed
+    workload: Workload = Workload.CHAT
+    default_seqs: int = 0  # vLLM's own max_num_seqs on this GPU
 
     @property
     def kernel_supported(self) -> bool:
@@ -119,6 +121,21 @@ class Plan:
             args.append("--enforce-eager")
         return args
 
+    def serves(self) -> str:
+        """What this plan will serve, in words a person can act on."""
+        cfg, est = self.config, self.estimate
+        if not self.fits:
+            return "nothing: the configuration does not start (see reasons)"
+        chat = 4096
+        fewer = (f", fewer than vLLM's default {self.default_seqs} because memory forces it"
+                 if self.default_seqs and cfg.max_num_seqs < self.default_seqs else "")
+        return (f"up to {cfg.max_num_seqs} requests at once{fewer}, each up to "
+                f"{cfg.max_model_len:,} tokens (prompt and answer together); the KV cache holds "
+                f"{est.kv_cache_tokens:,} tokens: {est.max_concurrency:.1f} requests of the full "
+                f"{cfg.max_model_len:,} at once, or about "
+                f"{min(est.kv_cache_tokens // chat, cfg.max_num_seqs):,} chats of {chat:,} tokens; "
+                "beyond that vLLM queues new requests and pauses running ones until there is room")
+
     def as_json(self) -> dict:
         """The object `python -m deploy.plan --json` prints (keys fixed by CONTRACTS.md)."""
         cfg, est = self.config, self.estimate
@@ -146,6 +163,8 @@ class Plan:
             "moe_backend": self.moe_backend or self.kernel.moe_backend,
             "attention_backend": self.kernel.attention_backend,
             "reasons": list(self.reasons),
+            "workload": self.workload.value,
+            "serves": self.serves(),
             "memory": {
                 "cuda_total_gib": round(est.cuda_total_gib, 2),
                 "free_at_start_gib": round(est.free_gib, 2),
@@ -165,7 +184,8 @@ class Plan:
 
 def make_plan(model: str, vllm: str, gpu_name: str, compute_capability: str,
               gpu_memory_mib: int, gpu_free_mib: int | None = None, gpus: int = 1,
-              moe_backend: str | None = None, **requested) -> Plan:
+              moe_backend: str | None = None, workload: str = "chat",
+              env: dict[str, str] | None = None, **requested) -> Plan:
     """The plan for one host (`Plan.as_json()` is what `python -m deploy.plan --json` prints).
 
     `requested` takes the serving flags by their vLLM names (the fields of
@@ -175,6 +195,9 @@ def make_plan(model: str, vllm: str, gpu_name: str, compute_capability: str,
     `moe_backend` ("MARLIN", "TRITON"): the MoE backend vLLM was made to use (vLLM's
     --moe-backend, VLLM_MXFP4_USE_MARLIN=1) where it differs from the kernel table's choice; the
     memory model follows it (the measured runs that force Marlin on the H200 use it).
+    `workload` ("chat", "long", "batch"): what the host will serve (vram_choice.Workload).
+    `env`: more environment variables the unit sets (the host's extra_env): the known wrong
+    answers (deploy/correctness.py) are judged with them besides the kernel table's.
     """
     known = set(Request.names())
     unknown = set(requested) - known
@@ -182,6 +205,9 @@ def make_plan(model: str, vllm: str, gpu_name: str, compute_capability: str,
         raise PlanInputError(f"unknown setting(s) {sorted(unknown)}; accepted: "
                              + ", ".join(sorted(known)))
     req = {k: v for k, v in requested.items() if v is not None}
+    if workload not in {w.value for w in Workload}:
+        raise PlanInputError(f"--workload: {workload!r} is not accepted: one of "
+                             + ", ".join(w.value for w in Workload))
     _check(model, vllm, compute_capability, gpu_memory_mib, gpu_free_mib, gpus, req)
 
     verdict = kernel_verdict(vllm, compute_capability, gpu_name)
@@ -189,25 +215,34 @@ def make_plan(model: str, vllm: str, gpu_name: str, compute_capability: str,
     version = vram.parse_version(vllm)
     gpu = vram.Gpu(gpu_name, gpu_memory_mib, gpu_free_mib)
     backend = moe_backend or verdict.moe_backend
-    choice = vram_choice.choose(spec, gpu, gpus, version, backend, Request(**req))
+    cap = parse_capability(compute_capability)
+    unit_env = {**dict(verdict.env), **(env or {})}
+
+    def fp8_kv_ok(tp: int) -> bool:
+        # fp8 KV needs FP8 hardware (FlashAttention 3 on 9.0, Triton/FlashInfer from 8.9:
+        # vllm-project/vllm#24577) and no report of wrong answers (deploy/correctness.py)
+        return cap >= (8, 9) and not wrong_output(version, compute_capability, tp, "fp8", unit_env)
+
+    choice = vram_choice.choose(spec, gpu, gpus, version, backend, Request(**req),
+                                fp8_kv_ok=fp8_kv_ok(req.get("tensor_parallel_size") or 1),
+                                workload=workload)
     cfg, est = choice.config, choice.estimate
 
     wrong = wrong_output(version, compute_capability, cfg.tensor_parallel_size, cfg.kv_cache_dtype,
-                         dict(verdict.env))
+                         unit_env)
     reasons: list[str] = []
     if not verdict.supported:
         reasons.append(verdict.reason + (f" Fix: {verdict.remedy}" if verdict.remedy else ""))
     reasons.extend(f"vLLM {vllm} on compute capability {compute_capability} {w.symptom}: {w.remedy}"
                    for w in wrong)
     if not est.fits:
-        fp8_ok = not wrong_output(version, compute_capability, cfg.tensor_parallel_size, "fp8",
-                                  dict(verdict.env))
         reasons.extend(vram_choice.fixes(spec, gpu, gpus, version, backend, cfg, est,
-                                         fp8_kv_ok=fp8_ok))
+                                         fp8_kv_ok=fp8_kv_ok(cfg.tensor_parallel_size)))
     elif choice.changes:
         reasons.extend(choice.changed)
     return Plan(model, vllm, gpu_name, gpus, verdict, cfg, est, tuple(reasons),
-                tuple(choice.changes), tuple(wrong), backend)
+                tuple(choice.changes), tuple(wrong), backend, Workload(workload),
+                choice.default_seqs)
 
 
 def exit_code(plan: Plan) -> int:
@@ -237,6 +272,7 @@ def _render(plan: dict) -> str:
         f"  KV cache: {plan['kv_cache_tokens']:,} tokens; maximum concurrency for "
         f"{plan['max_model_len']:,} tokens per request: {plan['max_concurrency']:.2f}x",
         "  vllm serve " + plan["model"] + " " + " ".join(plan["vllm_args"]),
+        f"  serves ({plan['workload']}): {plan['serves']}",
     ]
     if plan["env"]:
         lines.append("  environment: " + " ".join(f"{k}={v}" for k, v in plan["env"].items()))
@@ -269,6 +305,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--tensor-parallel-size", type=int)
     p.add_argument("--kv-cache-dtype", choices=KV_CACHE_DTYPES)
     p.add_argument("--enforce-eager", action="store_true", default=None)
+    p.add_argument("--workload", choices=[w.value for w in Workload], default="chat",
+                   help="what the host will serve: chat (default), long (documents), batch")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     return p
 
@@ -278,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         plan = make_plan(
             a.model, a.vllm, a.gpu, a.compute_capability, a.gpu_memory_mib,
-            gpu_free_mib=a.gpu_free_mib, gpus=a.gpus,
+            gpu_free_mib=a.gpu_free_mib, gpus=a.gpus, workload=a.workload,
             gpu_memory_utilization=a.gpu_memory_utilization, max_model_len=a.max_model_len,
             max_num_seqs=a.max_num_seqs, max_num_batched_tokens=a.max_num_batched_tokens,
             tensor_parallel_size=a.tensor_parallel_size, kv_cache_dtype=a.kv_cache_dtype,

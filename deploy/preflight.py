@@ -121,6 +121,8 @@ def _judge_plan(s: Settings, gpu: GpuReport, v: Verdict, kv) -> Verdict:
     g0 = gpu.gpus[0]
     requested = {k: getattr(s, k) for k in PLAN_FLAGS}
     requested["enforce_eager"] = s.enforce_eager or None
+    requested["workload"] = s.workload
+    requested["env"] = dict(s.extra_env)
     try:
         plan = make_plan(s.model, s.vllm_version, g0.name, g0.compute_capability, g0.memory_total_mib,
                          min(gpu.free_for_plan_mib(g) for g in gpu.gpus), gpus=len(gpu.gpus), **requested)

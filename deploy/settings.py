@@ -431,6 +431,10 @@ class Settings(BaseModel):
     kv_cache_dtype: Annotated[str, AfterValidator(serving_flag("kv_cache_dtype"))] | None = setting(
         None, "the KV cache's data type", serving_flags.accepted("kv_cache_dtype"))
     enforce_eager: bool | None = setting(None, "no CUDA graphs", "true or false", shown="False (True on cpu)")
+    workload: Literal["chat", "long", "batch"] = setting(
+        "chat", "what the host will serve: ``chat`` (many short requests, now and then a long one), "
+        "``long`` (long documents), ``batch`` (offline batches); how the plan trades context for "
+        "concurrency when memory is short", "one of chat, long, batch")
     cpu_kvcache_gib: Annotated[int, Field(ge=1, le=1024)] = setting(
         1, "cpu backend: KV cache size (``VLLM_CPU_KVCACHE_SPACE``)", "a whole number of GiB from 1 to 1024")
     cpu_threads_bind: Annotated[str, AfterValidator(threads_bind_check)] | None = setting(

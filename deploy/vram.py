@@ -55,7 +55,9 @@ from deploy.vram_tables import (
     DRIVER_RESERVE_MIB,
     FACTS,
     KNOWN_START_UP_OOMS,
+    LOAD_PEAKS,
     MARLIN_PEAK_EXTRA,
+    SLACKS,
     TRITON_LOADS,
     WEIGHT_LAYOUTS,
     Accounting,
@@ -197,6 +199,8 @@ class Failure(StrEnum):
     NO_KV_MEMORY = "no_kv_memory"  # nothing left for the KV cache
     KV_TOO_SMALL = "kv_too_small"  # not one request of max_model_len
     KNOWN_OOM = "known_oom"  # a version's start-up regression (KNOWN_START_UP_OOMS)
+    LOAD_PEAK = "load_peak"  # out of memory converting the experts while loading (LOAD_PEAKS)
+    NO_SLACK = "no_slack"  # out of memory allocating the KV cache (SLACKS)
     CUDAGRAPH_HEADROOM = "cudagraph_headroom"  # graph capture runs out outside the budget
 
 
@@ -224,6 +228,8 @@ class Estimate:
     estimated_max_model_len: int
     headroom_gib: float  # free at start-up - requested - graph memory beyond the budget
     moe_backend: str
+    load_peak_gib: float = 0.0  # torch memory while the experts are converted at load
+    slack_gib: float = 0.0  # free memory the KV allocation needs beyond the requested share
     config: ServeConfig = field(repr=False, default=None)  # type: ignore[assignment]
 
     def as_dict(self) -> dict:
@@ -277,9 +283,9 @@ def weights_bytes(spec: ModelSpec, tp: int, moe_backend: str | None, vllm: str |
     base = spec.rank_weight_bytes(tp, lay.hidden_pad, lay.intermediate_pad)
     v = Version(pv.base_version)
     const = 0.0
-    for vmin, gib in lay.const_gib:
+    for vmin, gib, per_expert_layer in lay.const_gib:
         if v >= Version(vmin):
-            const = gib
+            const = gib + per_expert_layer * spec.num_local_experts * spec.num_hidden_layers
     return int(base + const * GIB + extra)
 
 
@@ -405,6 +411,8 @@ def estimate(spec: ModelSpec, gpu: Gpu, cfg: ServeConfig, vllm: str | Version,
     # graph memory beyond what the budget held must fit in what is left outside it
     beyond = cg_actual - cg_in_budget
     headroom = free_at_init - requested - max(beyond, 0)
+    load_peak = load_peak_bytes(spec, cfg.tensor_parallel_size, moe_backend, vllm, weights)
+    slack = slack_bytes(vllm)
 
     est_len = cfg.max_model_len if kv >= needed else estimate_max_model_len(spec, cfg, kv)
     failure, message = Failure.NONE, ""
@@ -414,6 +422,12 @@ def estimate(spec: ModelSpec, gpu: Gpu, cfg: ServeConfig, vllm: str | Version,
                    f"when vLLM starts, less than gpu_memory_utilization "
                    f"{cfg.gpu_memory_utilization} x total = {requested / GIB:.2f} GiB "
                    "(vLLM refuses to start)")
+    elif free_at_init < load_peak:
+        failure = Failure.LOAD_PEAK
+        message = (f"loading needs {load_peak / GIB:.2f} GiB free while the experts are "
+                   f"converted to the {layout_for(moe_backend).value} layout (final weights "
+                   f"{weights / GIB:.2f} GiB); only {free_at_init / GIB:.2f} GiB will be free "
+                   "after vLLM's CUDA context (out of memory while loading the weights)")
     elif kv <= 0:
         failure = Failure.NO_KV_MEMORY
         message = (f"no memory left for the KV cache ({kv / GIB:.2f} GiB): weights "
@@ -430,6 +444,12 @@ def estimate(spec: ModelSpec, gpu: Gpu, cfg: ServeConfig, vllm: str | Version,
         message = (f"vLLM {vllm} is known to run out of memory at start-up when less than "
                    f"{oom.min_outside_gib} GiB stays outside the requested share (here "
                    f"{(free_at_init - requested) / GIB:.2f} GiB): {oom.source}")
+    elif free_at_init - requested < slack:
+        failure = Failure.NO_SLACK
+        message = (f"allocating the KV cache needs {slack / GIB:.2f} GiB free beyond the "
+                   f"{requested / GIB:.2f} GiB requested (memory PyTorch holds and cannot "
+                   f"reuse); only {(free_at_init - requested) / GIB:.2f} GiB is (out of memory "
+                   "after vLLM printed the KV cache size)")
     elif headroom < 0:
         failure = Failure.CUDAGRAPH_HEADROOM
         message = (f"CUDA graph capture needs {max(beyond, 0) / GIB:.2f} GiB outside the "
@@ -446,7 +466,27 @@ def estimate(spec: ModelSpec, gpu: Gpu, cfg: ServeConfig, vllm: str | Version,
         blocks_per_request=bpr, kv_needed_gib=needed / GIB,
         estimated_max_model_len=est_len, headroom_gib=headroom / GIB,
         moe_backend=layout_for(moe_backend), config=cfg,
+        load_peak_gib=load_peak / GIB, slack_gib=slack / GIB,
     )
+
+
+def expert_layer_bytes(spec: ModelSpec, tp: int) -> int:
+    """MXFP4 bytes (values and scales) of one layer's experts on one rank."""
+    values = 3 * spec.num_local_experts * _cdiv(spec.intermediate_size, tp) * spec.hidden_size
+    return values // 2 + values // 32
+
+
+def load_peak_bytes(spec: ModelSpec, tp: int, moe_backend: str | None, vllm: str | Version,
+                    weights: int) -> int:
+    """Torch memory while the experts are converted to the kernel's layout (LOAD_PEAKS)."""
+    backend = MoeBackend.of(moe_backend)
+    rows = [r for r in LOAD_PEAKS if r.backend is backend]
+    row = row_for_version(rows, parse_version(vllm))
+    return int(weights + row.expert_layers * expert_layer_bytes(spec, tp))
+
+
+def slack_bytes(vllm: str | Version) -> int:
+    return int(row_for_version(SLACKS, parse_version(vllm)).gib * GIB)
 
 
 def _known_oom(vllm: str | Version, outside_bytes: float, cfg: ServeConfig) -> KnownOom | None:

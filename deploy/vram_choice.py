@@ -24,8 +24,9 @@ from deploy.vram import (
     estimate,
     estimate_max_model_len,
     serve_defaults,
+    slack_bytes,
 )
-from deploy.vram_tables import FACTS
+from deploy.vram_tables import FACTS, MoeBackend
 
 
 @dataclass(frozen=True)
@@ -33,28 +34,46 @@ class Margins:
     """Planning margins: choices of this tool, not facts about vLLM."""
 
     # KV memory kept spare beyond one max-length request when choosing, for the model's own
-    # error (its worst KV-memory error on the measured runs is ~0.1 GiB; logs from other
-    # versions miss by up to ~0.4 GiB).
-    kv_margin_gib: float = 0.5
-    # max_num_seqs chosen so that every running sequence can hold this many tokens of KV
-    # (or max_model_len, when shorter) with kv_fraction of the cache: beyond that vLLM would
-    # preempt and recompute rather than fail, but throughput collapses.
-    tokens_per_seq: int = 8192
-    kv_fraction: float = 0.9
-    # gpu_memory_utilization: vLLM's default, the most this planner will raise it to when the
-    # default does not hold a max-length request, and what stays outside for graphs/others.
+    # error: 2 % of the requested share, at least 0.15 and at most 0.5 GiB (its KV error on the
+    # measured H100/H200 runs is <= 0.1 GiB; logs from other versions miss by up to ~0.4 GiB).
+    kv_margin_fraction: float = 0.02
+    kv_margin_min_gib: float = 0.15
+    kv_margin_max_gib: float = 0.5
+    # gpu_memory_utilization: vLLM's default, the most this planner will raise it to, and the
+    # least worth planning with
     default_util: float = 0.90
-    max_util: float = 0.95
+    max_util: float = 0.98
     min_util: float = 0.05
-    outside_gib: float = 1.0
+    # memory others hold may grow (a desktop, a browser on the same card): this share of it is
+    # kept free besides vLLM's slack, plus a fixed 0.1 GiB
+    others_growth: float = 0.10
+    others_growth_max_gib: float = 1.0
+    fixed_margin_gib: float = 0.1
     tp_sizes: tuple[int, ...] = (1, 2, 4, 8)
     # sequences assumed while the GPUs, the share and the context are chosen
     probe_seqs: int = 64
-    # the lean retry for small cards: no CUDA graphs, prefill chunks of at most this
+    # the shortest context worth serving: gpt-oss reasons before it answers, and a reasoning
+    # answer with a short prompt runs to a few thousand tokens
+    min_context: int = 4096
+    # the lean steps for small cards: prefill chunks of at most this, then of this
     lean_batched_tokens: int = 2048
+    leanest_batched_tokens: int = 512
 
 
 PLANNING = Margins()
+# what one PCIe 4.0 x16 link moves in practice (32 GB/s raw), for the CPU offload estimate
+PCIE_GB_S = 25.0
+
+
+class Workload(StrEnum):
+    """What a host is expected to serve (the `workload` host setting). The scheduling flags
+    stay vLLM's own defaults for all three (bench/h200/run3/throughput.json: its 1024
+    sequences served short chats 25 % faster than the former plan's 496, long prompts within
+    2.3 %); the workload decides what gives way when memory is short."""
+
+    CHAT = "chat"  # the longest context for one request first, then concurrency (the default)
+    LONG = "long"  # long documents: as chat (the full context is what they need)
+    BATCH = "batch"  # offline batches: vLLM's concurrency first, then the longest context
 
 
 @dataclass(frozen=True)
@@ -87,6 +106,8 @@ class Action(StrEnum):
     CONTEXT_SHORTENED = "context_shortened"
     SEQUENCES_LIMITED = "sequences_limited"
     EAGER_SMALL_CHUNKS = "eager_small_chunks"
+    FP8_KV_CACHE = "fp8_kv_cache"
+    SMALLEST_CHUNKS = "smallest_chunks"
 
 
 @dataclass(frozen=True)
@@ -100,6 +121,7 @@ class Choice:
     config: ServeConfig
     estimate: Estimate
     changes: list[Change] = field(default_factory=list)
+    default_seqs: int = 0  # vLLM's own max_num_seqs on this GPU
 
     @property
     def changed(self) -> list[str]:
@@ -107,10 +129,20 @@ class Choice:
         return [c.text for c in self.changes]
 
 
-def util_ceiling(gpu: Gpu) -> float:
-    """Highest utilisation the free memory allows, keeping PLANNING.outside_gib outside."""
-    free_at_init = gpu.free_bytes - FACTS["cuda_context_gib"].value * GIB
-    cap = (free_at_init - PLANNING.outside_gib * GIB) / gpu.cuda_total_bytes
+def kv_margin_gib(requested_gib: float) -> float:
+    m = PLANNING
+    return min(max(m.kv_margin_fraction * requested_gib, m.kv_margin_min_gib), m.kv_margin_max_gib)
+
+
+def util_ceiling(gpu: Gpu, vllm: str | Version = "0.24.0") -> float:
+    """Highest utilisation the free memory allows: vLLM's CUDA context, the KV allocation's
+    slack, and room for what others hold to grow stay outside."""
+    ctx = FACTS["cuda_context_gib"].value * GIB
+    free_at_init = gpu.free_bytes - ctx
+    held = max(gpu.cuda_total_bytes - gpu.free_bytes, 0)
+    growth = min(PLANNING.others_growth * held, PLANNING.others_growth_max_gib * GIB)
+    outside = slack_bytes(vllm) + growth + PLANNING.fixed_margin_gib * GIB
+    cap = (free_at_init - outside) / gpu.cuda_total_bytes
     return math.floor(cap * 100) / 100
 
 
@@ -124,24 +156,27 @@ class _Search:
     vllm: str | Version
     moe_backend: str | None
     req: Request
+    workload: Workload = Workload.CHAT
 
     @property
     def defaults(self) -> tuple[int, int]:
         """vLLM's own (max_num_batched_tokens, max_num_seqs) on this GPU."""
         return serve_defaults(self.vllm, self.gpu.cuda_total_bytes / GIB, self.gpu.name)
 
+    def batched_tokens(self) -> int:
+        return self.req.max_num_batched_tokens or self.defaults[0]
+
     def config(self, tp: int, util: float, mml: int, mns: int) -> ServeConfig:
-        mnbt = self.req.max_num_batched_tokens or self.defaults[0]
-        return ServeConfig(tp, util, mml, mns, max(mnbt, 1), self.req.kv_cache_dtype or "auto",
-                           bool(self.req.enforce_eager))
+        return ServeConfig(tp, util, mml, mns, max(self.batched_tokens(), 1),
+                           self.req.kv_cache_dtype or "auto", bool(self.req.enforce_eager))
 
     def estimate(self, cfg: ServeConfig) -> Estimate:
         return estimate(self.spec, self.gpu, cfg, self.vllm, self.moe_backend)
 
     def holds(self, cfg: ServeConfig) -> bool:
-        """Fits, with PLANNING.kv_margin_gib spare beyond one max-length request."""
+        """Fits, with a margin (kv_margin_gib) beyond one max-length request."""
         e = self.estimate(cfg)
-        return e.fits and e.kv_cache_gib - e.kv_needed_gib >= PLANNING.kv_margin_gib
+        return e.fits and e.kv_cache_gib - e.kv_needed_gib >= kv_margin_gib(e.requested_gib)
 
     def probe_seqs(self) -> int:
         # while the context and the GPUs are chosen, a modest sequence count: the sampler's
@@ -152,16 +187,22 @@ class _Search:
         return self.req.max_model_len or self.spec.max_position_embeddings
 
     def utilization(self, tp: int, mml: int) -> float:
-        """vLLM's default share, less when less is free, more when a long request needs it."""
+        """vLLM's default share, less when less is free, more (in steps of 0.01, up to what is
+        free) when a request of `mml` tokens needs it: the least share that holds it with
+        vLLM's default sequences, else with a few."""
         if self.req.gpu_memory_utilization:
             return self.req.gpu_memory_utilization
-        ceiling = util_ceiling(self.gpu)
+        ceiling = min(util_ceiling(self.gpu, self.vllm), PLANNING.max_util)
         base = min(PLANNING.default_util, ceiling)
         if base < PLANNING.min_util:  # next to nothing free: let the check say so
             return PLANNING.default_util
-        if self.holds(self.config(tp, base, mml, self.probe_seqs())):
-            return base
-        return max(min(PLANNING.max_util, ceiling), base)
+        steps = [base] + [round(base + k / 100, 2) for k in range(1, 100)
+                          if base + k / 100 <= ceiling + 1e-9]
+        for seqs in dict.fromkeys((self.req.max_num_seqs or self.defaults[1], self.probe_seqs())):
+            for u in steps:
+                if self.holds(self.config(tp, u, mml, seqs)):
+                    return u
+        return steps[-1]
 
     def tensor_parallel(self) -> int:
         """The given size, else the smallest on this host that holds the wanted context."""
@@ -175,30 +216,41 @@ class _Search:
         return options[-1]
 
     def longest(self, tp: int, util: float, mns: int) -> int:
-        """The given context, else the longest (in steps of 1024) that holds with margin."""
+        """The given context, else the longest (in steps of 1024) that holds with margin; never
+        under PLANNING.min_context (that one then does not hold, and the plan says so)."""
         if self.req.max_model_len:
             return self.req.max_model_len
         full = self.spec.max_position_embeddings
         cfg = self.config(tp, util, full, mns)
         e = self.estimate(cfg)
-        if e.fits and e.kv_cache_gib - e.kv_needed_gib >= PLANNING.kv_margin_gib:
+        margin = kv_margin_gib(e.requested_gib)
+        if e.fits and e.kv_cache_gib - e.kv_needed_gib >= margin:
             return full
-        spare = int(max(e.kv_cache_gib - PLANNING.kv_margin_gib, 0) * GIB)
-        n = estimate_max_model_len(self.spec, cfg, spare)
-        return n // 1024 * 1024 if n >= 1024 else max(n, 1)
+        spare = int(max(e.kv_cache_gib - margin, 0) * GIB)
+        n = estimate_max_model_len(self.spec, cfg, spare) // 1024 * 1024
+        return max(n, PLANNING.min_context)
 
-    def most_seqs(self, tp: int, util: float, mml: int, mns: int) -> int:
-        """The given count, else as many as keep tokens_per_seq of KV each (at most vLLM's)."""
+    def most_seqs(self, tp: int, util: float, mml: int) -> int:
+        """The given count, else vLLM's default, fewer only as far as memory forces (the
+        sampler's warm-up grows with the sequences and must leave one request of `mml`)."""
         if self.req.max_num_seqs:
             return self.req.max_num_seqs
-        e = self.estimate(self.config(tp, util, mml, mns))
-        per_seq = min(mml, PLANNING.tokens_per_seq)
-        n = max(1, min(self.defaults[1], int(e.kv_cache_tokens * PLANNING.kv_fraction // per_seq)))
-        return n // 8 * 8 if n > 8 else n
+        target = self.defaults[1]
+        if self.holds(self.config(tp, util, mml, target)):
+            return target
+        lo, hi, best = 1, target - 1, 1
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            if self.holds(self.config(tp, util, mml, mid)):
+                best, lo = mid, mid + 1
+            else:
+                hi = mid - 1
+        return best // 8 * 8 if best > 8 else best
 
     def choose(self) -> Choice:
         req, spec = self.req, self.spec
         changes: list[Change] = []
+        d_mnbt, d_mns = self.defaults
         tp = self.tensor_parallel()
         if not req.tensor_parallel_size and tp > 1:
             options = [t for t in PLANNING.tp_sizes if t <= max(self.gpus, 1)] or [1]
@@ -213,56 +265,82 @@ class _Search:
                 f"gpu_memory_utilization {util}: "
                 + ("raised from vLLM's default 0.9 so that a full-length request fits" if raised
                    else "lowered from vLLM's default 0.9 to what is free on the GPU now")))
-
-        # context length and sequences, settled together (the sampler's memory depends on
-        # the sequences, the sequences on the KV cache left): at most four rounds
-        mns = self.probe_seqs()
-        mml = self.longest(tp, util, mns)
-        for _ in range(4):
-            new_mns = self.most_seqs(tp, util, mml, mns)
-            new_mml = self.longest(tp, util, new_mns)
-            if (new_mns, new_mml) == (mns, mml):
-                break
-            mns, mml = new_mns, new_mml
-        d_mns = self.defaults[1]
+        # the longest context for one request first, then as many sequences as still hold it;
+        # a batch host the other way round, while its context stays useful
+        mml = self.longest(tp, util, self.probe_seqs())
+        mns = self.most_seqs(tp, util, mml)
+        if self.workload is Workload.BATCH and mns < d_mns and not req.max_num_seqs:
+            wide = self.longest(tp, util, d_mns)
+            if self.holds(self.config(tp, util, wide, d_mns)):
+                mml, mns = wide, d_mns
         if not self.estimate(self.config(tp, util, mml, mns)).fits:
-            # nothing fits: show vLLM's own defaults being refused, the fixes say what would fit
-            mml = self.wanted_len()
-            mns = req.max_num_seqs or d_mns
-        elif not req.max_model_len and mml < spec.max_position_embeddings:
+            # nothing fits: show vLLM's own defaults refused, the fixes say what would fit
+            cfg = self.config(tp, util, self.wanted_len(), req.max_num_seqs or d_mns)
+            return Choice(cfg, self.estimate(cfg), changes, d_mns)
+        if not req.max_model_len and mml < spec.max_position_embeddings:
             changes.append(Change(Action.CONTEXT_SHORTENED, (
                 f"max_model_len {mml}: the longest (in steps of 1024) whose request fits with "
                 f"margin, below the model's {spec.max_position_embeddings}")))
-        if not req.max_num_seqs and mns != d_mns:
+        if not req.max_num_seqs and mns < d_mns:
             changes.append(Change(Action.SEQUENCES_LIMITED, (
-                f"max_num_seqs {mns}: each running sequence keeps "
-                f"{min(mml, PLANNING.tokens_per_seq)} tokens of KV cache "
-                f"({PLANNING.kv_fraction:.0%} of it); vLLM's default is {d_mns}")))
+                f"max_num_seqs {mns}, below vLLM's default {d_mns}: the sampler's warm-up over "
+                f"{d_mns} sequences takes the memory one request of {mml} tokens needs")))
         cfg = self.config(tp, util, mml, mns)
-        return Choice(cfg, self.estimate(cfg), changes)
+        return Choice(cfg, self.estimate(cfg), changes, d_mns)
+
+
+def _relaxations(req: Request, fp8_kv_ok: bool, d_mnbt: int) -> list[tuple[Request, list[Change]]]:
+    """What a careful person gives up, in order, when the wanted plan does not fit; only
+    what the user left out."""
+    steps: list[tuple[Request, list[Change]]] = [(req, [])]
+    cur, said = req, []
+    if req.enforce_eager is None and req.max_num_batched_tokens is None:
+        lean = min(d_mnbt, PLANNING.lean_batched_tokens)
+        cur = replace(cur, enforce_eager=True, max_num_batched_tokens=lean)
+        said = [*said, Change(Action.EAGER_SMALL_CHUNKS, (
+            f"enforce_eager and max_num_batched_tokens {lean}: CUDA graphs and torch.compile "
+            "cost ~1.5 GiB that the context needs (decoding is slower without graphs)"))]
+        steps.append((cur, said))
+    if req.kv_cache_dtype is None and fp8_kv_ok:
+        cur = replace(cur, kv_cache_dtype="fp8")
+        said = [*said, Change(Action.FP8_KV_CACHE, (
+            "kv_cache_dtype fp8: half the KV memory per token (a small loss of precision in "
+            "attention)"))]
+        steps.append((cur, said))
+    if req.max_num_batched_tokens is None:
+        cur = replace(cur, max_num_batched_tokens=PLANNING.leanest_batched_tokens)
+        said = [*said, Change(Action.SMALLEST_CHUNKS, (
+            f"max_num_batched_tokens {PLANNING.leanest_batched_tokens}: the smallest prefill "
+            "chunks (long prompts take longer to start answering)"))]
+        steps.append((cur, said))
+    return steps
 
 
 def choose(spec: ModelSpec, gpu: Gpu, gpus: int, vllm: str | Version, moe_backend: str | None,
-           given: Request | dict) -> Choice:
+           given: Request | dict, fp8_kv_ok: bool = False,
+           workload: Workload | str = Workload.CHAT) -> Choice:
     """Fill in what `given` lacks (a Request, or a dict of its fields), checking what it has.
 
-    When nothing fits and the user left both out, once more with `--enforce-eager` and a
-    smaller prefill chunk (small cards: no CUDA graphs or compile peak).
+    When the wanted plan does not fit with the full context, try what a careful person would
+    (_relaxations: eager mode and smaller prefill chunks, an fp8 KV cache where `fp8_kv_ok`,
+    the smallest chunks) and keep the one with the longest context, then the most sequences,
+    then the fewest things given up; what was given up goes first in the changes.
     """
     req = Request.of(given)
-    first = _Search(spec, gpu, gpus, vllm, moe_backend, req).choose()
-    if first.estimate.fits or req.enforce_eager is not None \
-            or req.max_num_batched_tokens is not None:
-        return first
-    lean_tokens = min(first.config.max_num_batched_tokens, PLANNING.lean_batched_tokens)
-    lean = replace(req, enforce_eager=True, max_num_batched_tokens=lean_tokens)
-    alt = _Search(spec, gpu, gpus, vllm, moe_backend, lean).choose()
-    if not alt.estimate.fits:
-        return first
-    alt.changes.insert(0, Change(Action.EAGER_SMALL_CHUNKS, (
-        f"enforce_eager and max_num_batched_tokens {lean_tokens}: without them nothing fits "
-        "(CUDA graphs and torch.compile cost ~1.5 GiB)")))
-    return alt
+    work = Workload(workload)
+    d_mnbt = serve_defaults(vllm, gpu.cuda_total_bytes / GIB, gpu.name)[0]
+    best: tuple | None = None
+    for rank, (step, said) in enumerate(_relaxations(req, fp8_kv_ok, d_mnbt)):
+        ch = _Search(spec, gpu, gpus, vllm, moe_backend, step, work).choose()
+        key = (ch.estimate.fits, ch.config.max_model_len if ch.estimate.fits else 0,
+               ch.config.max_num_seqs if ch.estimate.fits else 0, -rank)
+        if best is None or key > best[0]:
+            ch.changes[:0] = said
+            best = (key, ch)
+        if ch.estimate.fits and ch.config.max_model_len >= (req.max_model_len
+                                                             or spec.max_position_embeddings):
+            break  # the full context fits: nothing more to give up
+    return best[1]
 
 
 def fixes(spec: ModelSpec, gpu: Gpu, gpus: int, vllm: str | Version, moe_backend: str | None,
@@ -271,7 +349,7 @@ def fixes(spec: ModelSpec, gpu: Gpu, gpus: int, vllm: str | Version, moe_backend
     when `fp8_kv_ok`: deploy/correctness.py knows releases where it answers wrong)."""
     out: list[str] = []
     if est.failure is Failure.FREE_MEMORY:
-        ceiling = util_ceiling(gpu)
+        ceiling = util_ceiling(gpu, vllm)
         if ceiling >= PLANNING.min_util:
             out.append(f"{est.message}; use --gpu-memory-utilization {ceiling:.2f} or lower, "
                        "or stop what holds the GPU's memory (nvidia-smi shows it)")
@@ -284,6 +362,11 @@ def fixes(spec: ModelSpec, gpu: Gpu, gpus: int, vllm: str | Version, moe_backend
     elif est.failure is Failure.CUDAGRAPH_HEADROOM:
         out.append(f"{est.message}; lower --gpu-memory-utilization by 0.02 or add "
                    "--enforce-eager")
+    elif est.failure is Failure.NO_SLACK:
+        out.append(f"{est.message}; lower --gpu-memory-utilization to "
+                   f"{util_ceiling(gpu, vllm):.2f} or free memory on the GPU")
+    elif est.failure is Failure.LOAD_PEAK:
+        out.extend(cannot_load(spec, gpu, gpus, vllm, moe_backend, cfg, est))
     if est.failure not in (Failure.NO_KV_MEMORY, Failure.KV_TOO_SMALL):
         return out
     out.append(est.message)
@@ -300,7 +383,7 @@ def fixes(spec: ModelSpec, gpu: Gpu, gpus: int, vllm: str | Version, moe_backend
             e := _fitting(spec, gpu, vllm, moe_backend, replace(cfg, kv_cache_dtype="fp8"))):
         out.append(f"an fp8 KV cache halves it: --kv-cache-dtype fp8 fits "
                    f"{e.kv_cache_tokens} tokens")
-    ceiling = util_ceiling(gpu)
+    ceiling = util_ceiling(gpu, vllm)
     if cfg.gpu_memory_utilization < ceiling and _fitting(
             spec, gpu, vllm, moe_backend, replace(cfg, gpu_memory_utilization=ceiling)):
         out.append(f"a larger share fits: --gpu-memory-utilization {ceiling:.2f}")
@@ -319,3 +402,38 @@ def _fitting(spec: ModelSpec, gpu: Gpu, vllm: str | Version, moe_backend: str | 
     """The estimate of `cfg` when it fits, else None."""
     e = estimate(spec, gpu, cfg, vllm, moe_backend)
     return e if e.fits else None
+
+
+def cannot_load(spec: ModelSpec, gpu: Gpu, gpus: int, vllm: str | Version,
+                moe_backend: str | None, cfg: ServeConfig, est: Estimate) -> list[str]:
+    """The model does not even load here: the numbers, and the real options."""
+    out = [est.message]
+    for t in PLANNING.tp_sizes:
+        if t > cfg.tensor_parallel_size and _fitting(
+                spec, gpu, vllm, moe_backend, replace(cfg, tensor_parallel_size=t)):
+            where = ("on this host" if t <= gpus
+                     else f"(this host has {gpus}; needs {t} GPUs like this one)")
+            out.append(f"more GPUs: --tensor-parallel-size {t} {where}")
+            break
+    short = est.load_peak_gib - est.free_gib
+    gb = math.ceil(short + 1)
+    steps = PCIE_GB_S / (gb * GIB / 1e9)  # every forward pass reads the offloaded bytes
+    if MoeBackend.of(moe_backend) is MoeBackend.MARLIN and steps >= 2:
+        out.append(
+            f"CPU weight offload: --cpu-offload-gb {gb} or more keeps that much of the weights "
+            f"in pinned host memory ({gb} GiB of free RAM; vLLM 0.24.0 re-offloads Marlin's "
+            "repacked experts after loading: model_loader/utils.py device_loading_context); "
+            f"every forward pass then reads them over PCIe: at most ~{steps:.0f} decoding steps "
+            f"a second at PCIe 4.0 x16's ~{PCIE_GB_S:.0f} GB/s; not measured by this project")
+    elif MoeBackend.of(moe_backend) is MoeBackend.MARLIN:
+        out.append(f"CPU weight offload would have to keep {gb} of the {est.weights_gib:.0f} "
+                   f"GiB of weights in host memory: under {max(steps, 0.1):.1f} decoding steps "
+                   "a second over PCIe, too slow to serve")
+    else:
+        out.append(
+            "CPU weight offload does not help with this MoE backend: vLLM 0.24.0 keeps the "
+            "converted Triton experts on the GPU (they are not Parameters, so "
+            "device_loading_context cannot move them back)")
+    out.append("another engine that keeps experts in host memory (llama.cpp or Ollama with "
+               "a GGUF of the model) serves it on this card, more slowly")
+    return out

@@ -161,31 +161,33 @@ MARLIN_PEAK_EXTRA: tuple[tuple[str, float, str], ...] = (
 # mxfp4_round_up_hidden_size_and_intermediate_size, 0.24.0 fused_moe/oracle/mxfp4.py
 # L633-665, and quantization/mxfp4.py in 0.10.x-0.12.x), and what the real loads add.
 # `const_gib` by vLLM version range: the difference between the logged "Model loading took"
-# and the padded tensor bytes.
+# and the padded tensor bytes, as (minimum version, GiB, GiB per expert x layer).
 
 
 @dataclass(frozen=True)
 class WeightLayout:
     hidden_pad: int
     intermediate_pad: int
-    const_gib: tuple[tuple[str, float], ...]  # (minimum version, GiB), ascending
+    const_gib: tuple[tuple[str, float, float], ...]  # ascending by minimum version
     source: str
 
 
 WEIGHT_LAYOUTS: dict[MoeBackend, WeightLayout] = {
     MoeBackend.MARLIN: WeightLayout(
-        256, 128, (("0.0", 0.07), ("0.20.0", 0.13)),
+        256, 128, (("0.0", 0.07, 0.0), ("0.20.0", 0.107, 3.0e-5)),
         "round_up(hidden, 256), round_up(intermediate, 128) (0.25.1 fused_moe/oracle/mxfp4.py "
         "mxfp4_round_up_hidden_size_and_intermediate_size L640-645); vllm#23278 (0.10.1, H100, "
         "Marlin): 'Model loading took 65.9651 GiB' for 120b vs 65.90 computed (+0.07; also "
-        "huikang 0.11.2 and the A100 0.19.0 log, 13.72); +0.13 from apron's RTX 4090 boot on "
-        "0.30.0 (model_weight_memory 13.80 GiB for 20b). 0.20.0-0.29.x were not measured: the "
-        "larger figure is assumed from 0.20.0 (over-stating weights only shrinks the KV plan)"),
+        "huikang 0.11.2 and the A100 0.19.0 log, 13.72). From 0.20.0: 20b +0.13 (apron's RTX 4090 "
+        "boot on 0.30.0, model_weight_memory 13.80 GiB; bench/h200/run1 u20-marlin on 0.24.0, "
+        "13.8 GiB) and 120b +0.245 (bench/h200/run4 u120-marlin, 0.24.0: 66.14 GiB): 0.107 + "
+        "3.0e-5 GiB per expert x layer (768 for 20b, 4608 for 120b). 0.20.0-0.23.x were not "
+        "measured: assumed like 0.24.0"),
     MoeBackend.TRITON: WeightLayout(
-        1, 64, (("0.0", 0.0),),
+        1, 64, (("0.0", 0.0, 0.0),),
         "computed part by part by triton_weight_bytes() with the TRITON_LOADS table below"),
     MoeBackend.FLASHINFER: WeightLayout(
-        256, 256, (("0.0", 0.0),),
+        256, 256, (("0.0", 0.0, 0.0),),
         "round_up(hidden, 256), round_up(intermediate, 256) for the TRT-LLM kernels; no "
         "Blackwell load was measured"),
 }
@@ -331,3 +333,65 @@ ACCOUNTING: tuple[Accounting, ...] = (
         "fit; the 4090's 0.63 vs 0.50 is +0.13: the larger taken)"),
 )
 
+
+# --------------------------------------------------------------------------------------
+# Physical memory beyond the accounting: the load-time peak and the allocator's slack.
+# --------------------------------------------------------------------------------------
+
+H200_TIGHT = (
+    "bench/h200/run1 (real vLLM 0.24.0 start-ups of gpt-oss-20b on the lent H200 while a second "
+    "process held all but 15.8-17.3 GiB; eager, 4 sequences, 16k context)"
+)
+
+
+@dataclass(frozen=True)
+class LoadPeak:
+    """What converting the MXFP4 experts to a kernel's layout needs beyond the final weights,
+    in units of one layer's experts on one rank (the conversion runs layer by layer:
+    fused_moe/oracle/mxfp4.py convert_gpt_oss_weight_to_mxfp4_moe_kernel_format, Triton's
+    _swizzle_mxfp4, Marlin's repack), read as the least free memory at which the load works."""
+
+    versions: str  # PEP 440 specifier on the release
+    backend: MoeBackend
+    expert_layers: float
+    source: str
+
+
+LOAD_PEAKS: tuple[LoadPeak, ...] = (
+    LoadPeak(">=0.0", MoeBackend.TRITON, 7.0,
+             H200_TIGHT + ": b20-triton-0 ran out of memory in _swizzle_mxfp4 with 16.505 GiB "
+             "free (process at 16.28 GiB, 254 MiB more wanted); b20-triton-2 loaded with 16.88 "
+             "GiB free: 16.365 GiB after the CUDA context = 13.58 GiB of weights + 2.78 GiB = "
+             "7.06 x one layer's experts (0.394 GiB); 7.0 keeps the run that worked. The "
+             "figure is the least free memory that worked, the load's own slack included. "
+             "Measured on 0.24.0 only; assumed for the other releases"),
+    LoadPeak(">=0.0", MoeBackend.MARLIN, 3.6,
+             H200_TIGHT + ": b20-marlin-1 loaded (and then found no KV memory) with 15.755 GiB "
+             "free: 15.24 GiB after the context = 13.80 + 1.42 GiB = 3.6 layers of experts at "
+             "most (an upper bound: no Marlin load failed). Measured on 0.24.0 only"),
+    LoadPeak(">=0.0", MoeBackend.FLASHINFER, 7.0,
+             "not measured (no Blackwell here): Triton's figure assumed"),
+)
+
+
+@dataclass(frozen=True)
+class Slack:
+    """Free memory the KV cache allocation needs beyond the requested share: PyTorch keeps
+    blocks reserved that it cannot reuse for the KV tensors (issue 10)."""
+
+    versions: str
+    gib: float
+    source: str
+
+
+SLACKS: tuple[Slack, ...] = (
+    Slack(">=0.0", 0.5,
+          "issue 10's H200 runs (0.24.0, 20b, eager, utilization set to the free memory): twice "
+          "vLLM logged 2.56 and 3.25 GiB of available KV cache and ran out of memory allocating "
+          "it, PyTorch holding ~0.3 GiB reserved it could not use; with 0.9 GiB outside "
+          "utilization x total (after its context) it started. jaminjeong's public H100 boot "
+          "(0.25.1, 120b, 0.95, another process holding 2960 MiB) started with 0.55 GiB "
+          "outside; " + H200_TIGHT + ": every run that reached the KV cache had 1.10 GiB "
+          "outside and started. The least that works lies between ~0.3 and 0.55 GiB (0.10 of "
+          "jaminjeong's 0.55 went to CUDA graphs after the KV cache): 0.5"),
+)

@@ -42,13 +42,17 @@ def test_fp8_kv_is_neither_accepted_nor_offered_where_it_fails():
     h100 = ("NVIDIA H100 80GB HBM3", "9.0", 81559)
     given = make_plan("openai/gpt-oss-120b", "0.19.0", *h100, kv_cache_dtype="fp8")
     assert not given.kernel_supported and "23832" in given.kernel_reason
-    # 120b at 0.88 with the full context does not fit (H100 runs e6, e8): fp8 would on 0.24, not offered on 0.19
-    short = make_plan("openai/gpt-oss-120b", "0.19.0", *h100, gpu_memory_utilization=0.88,
-                      max_model_len=131072, max_num_seqs=256, enforce_eager=True)
-    assert not short.fits and not any("fp8" in r for r in short.reasons)
-    ok = make_plan("openai/gpt-oss-120b", "0.24.0", *h100, gpu_memory_utilization=0.88,
-                   max_model_len=131072, max_num_seqs=256, enforce_eager=True)
-    assert any("--kv-cache-dtype fp8" in r for r in ok.reasons)
+    # 120b at 0.88 with the full context does not fit in bf16 (H100 runs e6, e8): on 0.24 the
+    # planner chooses an fp8 KV cache, on 0.19 it neither chooses nor offers one
+    flags = dict(gpu_memory_utilization=0.88, max_model_len=131072, max_num_seqs=256,
+                 enforce_eager=True)
+    new = make_plan("openai/gpt-oss-120b", "0.24.0", *h100, **flags)
+    assert new.fits and new.config.kv_cache_dtype == "fp8"
+    old = make_plan("openai/gpt-oss-120b", "0.19.0", *h100, **flags)
+    assert old.config.kv_cache_dtype == "auto" and not any("fp8" in r for r in old.reasons)
+    # an Ampere card has no FP8 for the KV cache at all
+    a100 = make_plan("openai/gpt-oss-120b", "0.24.0", "NVIDIA A100-SXM4-80GB", "8.0", 81920, **flags)
+    assert a100.config.kv_cache_dtype == "auto"
 
 
 def test_preflight_stops_a_host_that_would_answer_wrong():

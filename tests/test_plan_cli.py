@@ -65,7 +65,7 @@ def test_given_flags_are_checked_as_given():
 def test_does_not_fit_exits_1_with_the_plan_and_fixes():
     p = plan("--model", "openai/gpt-oss-120b", "--vllm", "0.24.0", *H100,
              "--gpu-memory-utilization", "0.9", "--max-num-seqs", "1024",
-             "--max-model-len", "131072", "--json")
+             "--max-model-len", "131072", "--kv-cache-dtype", "auto", "--json")
     assert p.returncode == 1
     out = as_json(p)
     assert out["kernel_supported"] and not out["fits"]

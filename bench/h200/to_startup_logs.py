@@ -74,6 +74,13 @@ def from_jsonl(run: Path) -> list[Path]:
             for m in tar.getmembers():
                 if m.isfile():
                     logs[Path(m.name).name] = tar.extractfile(m).read().decode(errors="replace")
+    for plain in run.glob("log-*.txt*"):
+        raw = plain.read_bytes()
+        if plain.suffix == ".gz":
+            import gzip
+
+            raw = gzip.decompress(raw)
+        logs.setdefault(plain.name.removesuffix(".gz"), raw.decode(errors="replace"))
     for jl in run.glob("*.jsonl"):
         for line in jl.read_text().splitlines():
             r = json.loads(line)
@@ -83,7 +90,7 @@ def from_jsonl(run: Path) -> list[Path]:
             free = round(r["free_at_start_gib"] * 1024) if "free_at_start_gib" in r else None
             src = (f"real vLLM 0.24.0 start-up on the lent H200 (device tool, 2026-12-02), "
                    f"bench/h200/{run.name}/{jl.name} id {r['id']}, log log-{r['id']}.txt in "
-                   f"{run.name}/*-logs.tgz (dummy weights of the real shapes, LLM class)")
+                   f"bench/h200/{run.name}/ (dummy weights of the real shapes, LLM class)")
             note = ("another process held the rest of the GPU: gpu_free_mib is nvidia-smi's free "
                     "memory before the start") if free and free < 140000 else ""
             out.append(write_case(f"{run.name}-{r['id']}", src, r["model"], r["llm"], free, text,
