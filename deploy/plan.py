@@ -185,7 +185,8 @@ class Plan:
 def make_plan(model: str, vllm: str, gpu_name: str, compute_capability: str,
               gpu_memory_mib: int, gpu_free_mib: int | None = None, gpus: int = 1,
               moe_backend: str | None = None, workload: str = "chat",
-              env: dict[str, str] | None = None, **requested) -> Plan:
+              env: dict[str, str] | None = None, host_free_ram_gib: float | None = None,
+              **requested) -> Plan:
     """The plan for one host (`Plan.as_json()` is what `python -m deploy.plan --json` prints).
 
     `requested` takes the serving flags by their vLLM names (the fields of
@@ -198,6 +199,7 @@ def make_plan(model: str, vllm: str, gpu_name: str, compute_capability: str,
     `workload` ("chat", "long", "batch"): what the host will serve (vram_choice.Workload).
     `env`: more environment variables the unit sets (the host's extra_env): the known wrong
     answers (deploy/correctness.py) are judged with them besides the kernel table's.
+    `host_free_ram_gib`: the host's available RAM, for CPU weight offload (None: not known).
     """
     known = set(Request.names())
     unknown = set(requested) - known
@@ -237,7 +239,8 @@ def make_plan(model: str, vllm: str, gpu_name: str, compute_capability: str,
                    for w in wrong)
     if not est.fits:
         reasons.extend(vram_choice.fixes(spec, gpu, gpus, version, backend, cfg, est,
-                                         fp8_kv_ok=fp8_kv_ok(cfg.tensor_parallel_size)))
+                                         fp8_kv_ok=fp8_kv_ok(cfg.tensor_parallel_size),
+                                         host_free_ram_gib=host_free_ram_gib))
     elif choice.changes:
         reasons.extend(choice.changed)
     return Plan(model, vllm, gpu_name, gpus, verdict, cfg, est, tuple(reasons),

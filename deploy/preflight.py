@@ -109,10 +109,10 @@ def judge(s: Settings, platform: Platform, gpu: GpuReport | None) -> Verdict:
         v.summary = "driver too old"
         v.detail = why
         return v
-    return _judge_plan(s, gpu, v, kv)
+    return _judge_plan(s, gpu, v, kv, platform.mem_available_kib / 1024**2 or None)
 
 
-def _judge_plan(s: Settings, gpu: GpuReport, v: Verdict, kv) -> Verdict:
+def _judge_plan(s: Settings, gpu: GpuReport, v: Verdict, kv, ram_gib: float | None = None) -> Verdict:
     names = {g.name for g in gpu.gpus}
     if len(names) > 1:
         v.summary = "mixed GPUs"
@@ -123,6 +123,7 @@ def _judge_plan(s: Settings, gpu: GpuReport, v: Verdict, kv) -> Verdict:
     requested["enforce_eager"] = s.enforce_eager or None
     requested["workload"] = s.workload
     requested["env"] = dict(s.extra_env)
+    requested["host_free_ram_gib"] = ram_gib
     try:
         plan = make_plan(s.model, s.vllm_version, g0.name, g0.compute_capability, g0.memory_total_mib,
                          min(gpu.free_for_plan_mib(g) for g in gpu.gpus), gpus=len(gpu.gpus), **requested)

@@ -344,9 +344,11 @@ def choose(spec: ModelSpec, gpu: Gpu, gpus: int, vllm: str | Version, moe_backen
 
 
 def fixes(spec: ModelSpec, gpu: Gpu, gpus: int, vllm: str | Version, moe_backend: str | None,
-          cfg: ServeConfig, est: Estimate, fp8_kv_ok: bool = True) -> list[str]:
+          cfg: ServeConfig, est: Estimate, fp8_kv_ok: bool = True,
+          host_free_ram_gib: float | None = None) -> list[str]:
     """What would fit instead, each as a sentence with the flag to use (an fp8 KV cache only
-    when `fp8_kv_ok`: deploy/correctness.py knows releases where it answers wrong)."""
+    when `fp8_kv_ok`: deploy/correctness.py knows releases where it answers wrong; CPU weight
+    offload only with the host's free RAM, when it is known)."""
     out: list[str] = []
     if est.failure is Failure.FREE_MEMORY:
         ceiling = util_ceiling(gpu, vllm)
@@ -366,7 +368,7 @@ def fixes(spec: ModelSpec, gpu: Gpu, gpus: int, vllm: str | Version, moe_backend
         out.append(f"{est.message}; lower --gpu-memory-utilization to "
                    f"{util_ceiling(gpu, vllm):.2f} or free memory on the GPU")
     elif est.failure is Failure.LOAD_PEAK:
-        out.extend(cannot_load(spec, gpu, gpus, vllm, moe_backend, cfg, est))
+        out.extend(cannot_load(spec, gpu, gpus, vllm, moe_backend, cfg, est, host_free_ram_gib))
     if est.failure not in (Failure.NO_KV_MEMORY, Failure.KV_TOO_SMALL):
         return out
     out.append(est.message)
@@ -405,7 +407,8 @@ def _fitting(spec: ModelSpec, gpu: Gpu, vllm: str | Version, moe_backend: str | 
 
 
 def cannot_load(spec: ModelSpec, gpu: Gpu, gpus: int, vllm: str | Version,
-                moe_backend: str | None, cfg: ServeConfig, est: Estimate) -> list[str]:
+                moe_backend: str | None, cfg: ServeConfig, est: Estimate,
+                host_free_ram_gib: float | None = None) -> list[str]:
     """The model does not even load here: the numbers, and the real options."""
     out = [est.message]
     for t in PLANNING.tp_sizes:
@@ -418,7 +421,11 @@ def cannot_load(spec: ModelSpec, gpu: Gpu, gpus: int, vllm: str | Version,
     short = est.load_peak_gib - est.free_gib
     gb = math.ceil(short + 1)
     steps = PCIE_GB_S / (gb * GIB / 1e9)  # every forward pass reads the offloaded bytes
-    if MoeBackend.of(moe_backend) is MoeBackend.MARLIN and steps >= 2:
+    if (MoeBackend.of(moe_backend) is MoeBackend.MARLIN and steps >= 2
+            and host_free_ram_gib is not None and host_free_ram_gib < gb + 2):
+        out.append(f"CPU weight offload (--cpu-offload-gb {gb}) needs {gb} GiB of pinned host "
+                   f"memory and room besides; this host has {host_free_ram_gib:.1f} GiB free")
+    elif MoeBackend.of(moe_backend) is MoeBackend.MARLIN and steps >= 2:
         out.append(
             f"CPU weight offload: --cpu-offload-gb {gb} or more keeps that much of the weights "
             f"in pinned host memory ({gb} GiB of free RAM; vLLM 0.24.0 re-offloads Marlin's "

@@ -93,3 +93,14 @@ def test_table_has_a_row_per_host_and_the_reasons():
     assert lines[0].split()[:3] == ["host", "platform", "GPUs"]
     assert "gpu1" in lines[2] and "OK" in lines[2] and "laptop" in lines[3] and "STOP" in lines[3]
     assert "host laptop: WSL1 cannot reach the GPU" in text
+
+
+def test_a_card_that_cannot_load_20b_gets_the_numbers_and_the_options():
+    # a 12 GB Ampere card (Marlin): the weights alone do not fit; offload is judged with the RAM
+    v = judge(s(), UBUNTU, card("NVIDIA GeForce RTX 3060", "8.6", 12288))
+    assert not v.ok and "loading needs" in v.detail and "final weights 13.80 GiB" in v.detail
+    assert "--cpu-offload-gb" in v.detail and "another engine" in v.detail
+    low_ram = parse_platform(["ID=ubuntu", "VERSION_ID=24.04", "KERNEL=6.8.0-49-generic",
+                              "MemTotal=8000000", "MemAvailable=4000000", "PID1=systemd"])
+    v = judge(s(), low_ram, card("NVIDIA GeForce RTX 3060", "8.6", 12288))
+    assert "this host has 3.8 GiB free" in v.detail
