@@ -10,14 +10,17 @@ the GPU cannot use it (``platform_data.GPU_ARCHS``). Every package name and URL 
 
 from __future__ import annotations
 
+import posixpath
 import re
+import shlex
 from dataclasses import dataclass, field
 from io import StringIO
 
 from pyinfra import host
-from pyinfra.api import FactBase
+from pyinfra.api import FactBase, operation
 from pyinfra.facts.apt import AptSources
 from pyinfra.facts.deb import DebPackages
+from pyinfra.facts.files import File
 from pyinfra.facts.rpm import RpmPackages
 from pyinfra.facts.server import KernelModules
 from pyinfra.operations import apt, dnf, files, server
@@ -271,8 +274,9 @@ def cuda_repository(s: Settings, platform: Platform, repo: pd.CudaRepo, url: str
         if pd.CUDA_KEYRING_PACKAGE in installed or _apt_has_source(url):
             host.noop(f"NVIDIA's CUDA repository {url} is already configured (cuda-keyring or an existing entry)")
         else:
-            ops.append(apt.key(name=f"NVIDIA CUDA repository key ({repo.key_file})", src=url + repo.key_file,
-                               dest=pd.APT_KEYRING))
+            ops.append(verified_key(name=f"NVIDIA CUDA repository key ({repo.key_file}, fingerprint checked)",
+                                    src=url + repo.key_file, dest=pd.APT_KEYRING,
+                                    fingerprint=pd.KEY_FINGERPRINTS[repo.key_file], dearmor=True))
             ops.append(apt.sources_file(name=f"NVIDIA CUDA repository {url}", filename=pd.APT_SOURCES_NAME,
                                         uris=[url], suites=["/"], signed_by=pd.APT_KEYRING))
         ops.append(files.put(name=f"Prefer NVIDIA's repository for its packages ({pd.APT_PIN_FILE})",
@@ -284,10 +288,44 @@ def cuda_repository(s: Settings, platform: Platform, repo: pd.CudaRepo, url: str
             ops.append(dnf.rpm(name="EPEL (for dkms)", src=repo.epel))
         elif repo.epel:
             ops.append(dnf.packages(name="EPEL (for dkms)", packages=[repo.epel]))
+        key_path = f"{pd.RPM_KEY_DIR}/NVIDIA-CUDA-{repo.key_file}"
+        ops.append(verified_key(name=f"NVIDIA CUDA repository key ({repo.key_file}, fingerprint checked)",
+                                src=url + repo.key_file, dest=key_path,
+                                fingerprint=pd.KEY_FINGERPRINTS[repo.key_file], dearmor=False))
         ops.append(dnf.repo(name=f"NVIDIA CUDA repository {url}", src=f"cuda-{repo.repo_dir}-{platform.arch}",
                             baseurl=url, description="NVIDIA CUDA", gpgcheck=True,
-                            gpgkey=url + repo.key_file))
+                            gpgkey=f"file://{key_path}"))
     return ops
+
+
+@operation()
+def verified_key(src: str, dest: str, fingerprint: str, dearmor: bool):
+    """
+    Download a repository's signing key and keep it only when its fingerprint is the published one.
+
+    + src: the key's URL
+    + dest: where it goes (a keyring for apt, dearmored; an armored file for dnf)
+    + fingerprint: the key's full fingerprint, 40 hex digits
+    + dearmor: store it as a binary keyring (apt's ``Signed-By``)
+
+    A key already at ``dest`` is kept (put there by NVIDIA's cuda-keyring package, the admin or an
+    earlier run that checked it).
+    """
+    if host.get_fact(File, path=dest):
+        host.noop(f"{dest} is already there")
+        return
+    temp = shlex.quote(host.get_temp_filename(dest))
+    url, target = shlex.quote(src), shlex.quote(dest)
+    yield f"mkdir -p {shlex.quote(posixpath.dirname(dest))}"
+    yield f"( curl -sSLf {url} -o {temp} ) || wget -q {url} -O {temp} || {{ rm -f {temp}; exit 1; }}"
+    yield (f"fp=$(gpg --batch --with-colons --show-keys {temp} 2>/dev/null "
+           "| awk -F: '$1==\"fpr\" {print $10; exit}'); "
+           f"if [ \"$fp\" != {fingerprint} ]; then rm -f {temp}; echo \"the key at {src} has fingerprint "
+           f"${{fp:-none}}, not the published {fingerprint}: not trusted\" >&2; exit 1; fi")
+    if dearmor:
+        yield f"gpg --batch --yes --dearmor -o {target} {temp} && rm -f {temp} && chmod 644 {target}"
+    else:
+        yield f"mv -f {temp} {target} && chmod 644 {target}"
 
 
 def _apt_has_source(url: str) -> bool:

@@ -1,7 +1,7 @@
 """The models this tool knows how to serve, as data with sources.
 
 Each row is read from the model's published `config.json` on the Hugging Face hub (the same
-files are kept in ../shared/tools/vllm-on-gpu/models/) and its model card. The checkpoint
+files are kept in tests/data/models/) and its model card. The checkpoint
 size is the sum of the tensors in the `*.safetensors` files of the `main` branch (the
 `metadata.total_size` of `model.safetensors.index.json`), which is what is downloaded and what
 the disk check must find room for; the files themselves add a few kB of JSON header each.
@@ -186,7 +186,7 @@ def _round_up(x: int, multiple: int) -> int:
 
 
 # Source: huggingface.co/openai/gpt-oss-20b/blob/main/config.json (copy in
-# ../shared/tools/vllm-on-gpu/models/gpt-oss-20b/config.json): layer_types alternates
+# tests/data/models/gpt-oss-20b/config.json): layer_types alternates
 # sliding_attention / full_attention, 12 of each. checkpoint_bytes: the repository's
 # model.safetensors.index.json "metadata": {"total_size": 13761264768} (seen in two public
 # copies of that file found with the search tool; the HF file list shows the shards as
@@ -215,7 +215,7 @@ GPT_OSS_20B = ModelSpec(
 )
 
 # Source: huggingface.co/openai/gpt-oss-120b/blob/main/config.json (copy in
-# ../shared/tools/vllm-on-gpu/models/gpt-oss-120b/config.json): 36 layers, 18 sliding and 18
+# tests/data/models/gpt-oss-120b/config.json): 36 layers, 18 sliding and 18
 # full. checkpoint_bytes: NOT read from the 120b index.json (no copy was found with the search
 # tool); it is `computed_checkpoint_bytes()` from the architecture, the method that reproduces
 # the 20b index.json total to the byte; the HF file list shows 15 shards, 65.2 GB in all,
@@ -243,3 +243,18 @@ GPT_OSS_120B = ModelSpec(
 )
 
 MODELS: dict[str, ModelSpec] = {m.hub_id: m for m in (GPT_OSS_20B, GPT_OSS_120B)}
+
+# The hub commit each model is downloaded at, so every host of a fleet serves the same weights.
+# The hub is not reachable from where this was written: each commit is the name of the snapshot
+# folder huggingface_hub makes for it (``hub/models--openai--<name>/snapshots/<commit>``), as it
+# appears in several unrelated public repositories (found with code search, 2026-12):
+# - gpt-oss-20b 6cee5e81ee83917806bbde320786a8fb61efebee: five or more projects, e.g. one that pins
+#   it as ``CACHEBLEND_MODEL_REVISION`` beside the snapshot path, and Rust/candle and MLX examples.
+# - gpt-oss-120b b5c939de8f754692c1647ca79fbf85e8c1e70f8a: four projects (a vLLM smoke test on Hopper,
+#   a tt-metal bring-up, a GB10 vLLM note, an offload experiment); older snapshots seen less often
+#   (eabf0c51..., dc61ed29..., bc75b44b...) are earlier commits of the same repository.
+# Override per host with the ``model_revision`` setting; docs/hardening.md says how to check one.
+HUB_REVISIONS: dict[str, str] = {
+    "openai/gpt-oss-20b": "6cee5e81ee83917806bbde320786a8fb61efebee",
+    "openai/gpt-oss-120b": "b5c939de8f754692c1647ca79fbf85e8c1e70f8a",
+}

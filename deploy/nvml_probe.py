@@ -3,7 +3,7 @@
 Runs where the driver and a Python with ``nvidia-ml-py`` are present (vLLM's venv has it), e.g.
 ``/opt/vllm/current/bin/python -m deploy.nvml_probe`` or the fact ``NvmlFacts``. Prints one JSON
 object. NVML's "used" includes memory the driver reserves, which nvidia-smi shows as 0 MiB used
-(../shared/FACTS.md, the H100 read on 2026-11-22).
+(tests/fixtures/gpu/h100-80gb-hbm3/: nvidia-smi.txt and nvml.json of the H100 read on 2026-11-22).
 """
 
 from __future__ import annotations

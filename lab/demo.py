@@ -9,6 +9,7 @@ endpoint for a chat completion from outside and prints it. The hosts stay up for
 
 from __future__ import annotations
 
+import argparse
 import os
 import secrets
 import subprocess
@@ -84,7 +85,11 @@ def chat(ip: str, key: str | None, prompt: str = "Say hello.", timeout: float = 
 
 
 def main(argv: list[str]) -> int:
-    n = int(argv[0]) if argv else 2
+    parser = argparse.ArgumentParser(prog="python -m lab.demo", description="Boot disposable hosts, deploy vLLM "
+                                     "(cpu backend, a tiny model) to them, print each endpoint and a real completion.")
+    parser.add_argument("hosts", nargs="?", type=int, default=2, choices=range(1, 9), metavar="HOSTS",
+                        help="how many hosts (1 to 8, default 2)")
+    n = parser.parse_args(argv).hosts
     t0 = time.monotonic()
     lab = prepare(n, ufw_hosts=1 if n > 1 else 0)
     print(f"lab: {n} hosts up in {time.monotonic() - t0:.0f} s: "

@@ -1,4 +1,4 @@
-"""`python -m deploy.plan` exactly as ../shared/CONTRACTS.md fixes it: flags, JSON keys, exit codes."""
+"""`python -m deploy.plan` exactly as docs/contracts.md fixes it: flags, JSON keys, exit codes."""
 
 from __future__ import annotations
 

@@ -120,20 +120,26 @@ NOUVEAU = [("Blacklist nouveau (/etc/modprobe.d/blacklist-nouveau.conf)",
              "chmod 644 /etc/modprobe.d/blacklist-nouveau.conf"])]
 
 
+def key_op(url, key_file, fingerprint, dest):
+    """NVIDIA's key downloaded, kept only with its published fingerprint (platform_data.KEY_FINGERPRINTS)."""
+    key = f"{url}{key_file}"
+    store = (f"gpg --batch --yes --dearmor -o {dest} /tmp/TEMP && rm -f /tmp/TEMP && chmod 644 {dest}"
+             if dest.endswith(".gpg") else f"mv -f /tmp/TEMP {dest} && chmod 644 {dest}")
+    return (f"NVIDIA CUDA repository key ({key_file}, fingerprint checked)",
+            [f"mkdir -p {dest.rsplit('/', 1)[0]}",
+             f"( curl -sSLf {key} -o /tmp/TEMP ) || wget -q {key} -O /tmp/TEMP || {{ rm -f /tmp/TEMP; exit 1; }}",
+             "fp=$(gpg --batch --with-colons --show-keys /tmp/TEMP 2>/dev/null | awk -F: '$1==\"fpr\" "
+             "{print $10; exit}'); "
+             f'if [ "$fp" != {fingerprint} ]; then rm -f /tmp/TEMP; echo "the key at {key} has fingerprint '
+             f'${{fp:-none}}, not the published {fingerprint}: not trusted" >&2; exit 1; fi',
+             store])
+
+
 def apt_repository_ops(url):
-    key = f"{url}3bf863cc.pub"
     return [
         ("Tools to fetch NVIDIA's repository key",
          ["apt-get update", f"{APT_INSTALL} --no-install-recommends ca-certificates gnupg wget kmod"]),
-        ("NVIDIA CUDA repository key (3bf863cc.pub)",
-         ["mkdir -p /etc/apt/keyrings", "chmod 755 /etc/apt/keyrings",
-          f"( curl -sSLf {key} -o /tmp/TEMP ) || ( wget -q {key} -O /tmp/TEMP || ( rm -f /tmp/TEMP ; exit 1 ) )",
-          "mv /tmp/TEMP /tmp/TEMP",
-          'if grep -q "BEGIN PGP PUBLIC KEY BLOCK" "/tmp/TEMP"; then gpg --batch --dearmor -o '
-          '"/etc/apt/keyrings/nvidia-cuda.gpg" "/tmp/TEMP"; '
-          'else cp "/tmp/TEMP" "/etc/apt/keyrings/nvidia-cuda.gpg"; fi',
-          "mkdir -p /etc/apt/keyrings", "touch /etc/apt/keyrings/nvidia-cuda.gpg",
-          "chmod 644 /etc/apt/keyrings/nvidia-cuda.gpg"]),
+        key_op(url, "3bf863cc.pub", "EB693B3035CD5710E231E123A4B469963BF863CC", "/etc/apt/keyrings/nvidia-cuda.gpg"),
         (f"NVIDIA CUDA repository {url}",
          ["mkdir -p /etc/apt/sources.list.d", ["upload", "/etc/apt/sources.list.d/nvidia-cuda.sources"],
           "chmod 644 /etc/apt/sources.list.d/nvidia-cuda.sources"]),
@@ -197,6 +203,8 @@ def test_missing_driver_on_rhel_family_exact_commands(distro, version, epel):
     assert (plan.action, plan.repo_url, plan.flavor) == ("install", url, "open")
     kernel = KERNEL[distro]
     assert ops[1:] == [
+        key_op(url, "D42D0685.pub", "610C7B14E068A878070DA4E99CD0A493D42D0685",
+               "/etc/pki/rpm-gpg/NVIDIA-CUDA-D42D0685.pub"),
         (f"NVIDIA CUDA repository {url}", ["mkdir -p /etc/yum.repos.d",
                                           ["upload", "/etc/yum.repos.d/cuda-rhel9-x86_64.repo"],
                                           "chmod 644 /etc/yum.repos.d/cuda-rhel9-x86_64.repo"]),
@@ -208,13 +216,15 @@ def test_missing_driver_on_rhel_family_exact_commands(distro, version, epel):
         ("Reboot into the NVIDIA driver", REBOOT), VERIFY, READY]
     assert ops[0][0] == "EPEL (for dkms)" and epel in all_commands(ops[:1])
     repo_file = UPLOADS["/etc/yum.repos.d/cuda-rhel9-x86_64.repo"]
-    assert f"baseurl={url}" in repo_file and f"gpgkey={url}D42D0685.pub" in repo_file and "gpgcheck=1" in repo_file
+    assert f"baseurl={url}" in repo_file and "gpgcheck=1" in repo_file
+    assert "gpgkey=file:///etc/pki/rpm-gpg/NVIDIA-CUDA-D42D0685.pub" in repo_file
 
 
 def test_rpm_repo_file_names_nvidia_key():
     _, ops = driver_run(settings(), platform("rocky", "9.5"), NO_DRIVER)
     uploads = [name for name, _ in ops if name.startswith("NVIDIA CUDA repository")]
-    assert uploads == [f"NVIDIA CUDA repository {REPO.format('rhel9')}"]
+    assert uploads == ["NVIDIA CUDA repository key (D42D0685.pub, fingerprint checked)",
+                       f"NVIDIA CUDA repository {REPO.format('rhel9')}"]
 
 
 def test_too_old_driver_is_upgraded_with_latest():

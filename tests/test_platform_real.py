@@ -7,7 +7,7 @@ login shell; and, with the host's platform read for real but taken as WSL2, /etc
 user's lines kept) and the PowerShell port-mapping script. Then a second run changes nothing.
 
 Two things are stood in for, because they need NVIDIA's servers or a GPU: the repository key
-(a placeholder file at the keyring path, so pyinfra's apt.key finds it and downloads nothing) and
+(a placeholder file at the keyring path, which the deploy keeps and so downloads nothing) and
 the toolkit's files (a stub ``nvcc`` in /usr/local/cuda-13.0, so the toolkit counts as present and
 only the profile script is written). apt's update of NVIDIA's repository is expected to fail to
 connect; every other source must update cleanly.

@@ -262,13 +262,15 @@ BAD = [
     ({"service_user": "Root"}, "service_user='Root'", "lower-case"),
     # the platform
     ({"nvidia_driver": "latest"}, "nvidia_driver='latest'", "auto, install, none"),
-    ({"nvidia_driver_branch": 580}, "nvidia_driver_branch=580", "a string"),
+    ({"nvidia_driver_branch": 5.8}, "nvidia_driver_branch=5.8", "such as '580'"),
+    ({"nvidia_driver_branch": True}, "nvidia_driver_branch=True", "a driver branch"),
     ({"nvidia_driver_branch": "58x"}, "nvidia_driver_branch='58x'", "such as '580'"),
     ({"nvidia_driver_branch": "570"}, "nvidia_driver_branch='570'", "at least 580"),
     ({"nvidia_kernel_modules": "closed"}, "nvidia_kernel_modules='closed'", "auto, open, proprietary"),
     ({"driver_reboot": "no"}, "driver_reboot='no'", "true or false"),
     ({"cuda_toolkit": "11.0"}, "cuda_toolkit='11.0'", "needs no toolkit"),
-    ({"cuda_toolkit": 13.0}, "cuda_toolkit=13.0", "a version string"),
+    ({"cuda_toolkit": 11.0}, "cuda_toolkit='11.0'", "needs no toolkit"),
+    ({"cuda_toolkit": ["13.0"]}, "cuda_toolkit=['13.0']", "a version string"),
     ({"api_key_env": "VLLM KEY"}, "api_key_env='VLLM KEY'", "a variable name"),
 ]
 
@@ -339,6 +341,11 @@ def test_key_characters_are_what_systemd_and_the_checks_read_alike(key, tmp_path
     assert key not in text  # never the key itself
     with pytest.raises(SettingsError, match="api_key_file"):
         load_settings("h", {"api_key_file": key_file(tmp_path, key)}, environ={})
+
+
+def test_numbers_from_the_command_line_are_read_as_the_text_they_were():
+    s = settings(nvidia_driver_branch=580, cuda_toolkit=13.0)  # pyinfra --data turns 580 and 13.0 into numbers
+    assert (s.nvidia_driver_branch, s.cuda_toolkit) == ("580", "13.0")
 
 
 def test_good_keys_pass():

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# On the lent H100, after ../shared/tools/vllm-on-gpu/setup.sh has installed vLLM 0.24.0 into
+# On the lent H100, after vLLM 0.24.0 was installed (uv pip install --target, the lead's GPU setup) into
 # /tmp/site: run cases FIRST..LAST (0-based) of bench/h100/cases.json with that tool's measure.py
 # (copied to .gpu/tool), and bring back the records and the whole logs under $OUT.
 # The copy keeps each log whole (measure.py keeps the last 60,000 characters), because the
