@@ -198,6 +198,9 @@ class _Search:
             return PLANNING.default_util
         steps = [base] + [round(base + k / 100, 2) for k in range(1, 100)
                           if base + k / 100 <= ceiling + 1e-9]
+        if self.estimate(self.config(tp, base, mml, self.probe_seqs())).failure \
+                is Failure.LOAD_PEAK:
+            return base  # the weights do not load: no share helps
         for seqs in dict.fromkeys((self.req.max_num_seqs or self.defaults[1], self.probe_seqs())):
             for u in steps:
                 if self.holds(self.config(tp, u, mml, seqs)):
@@ -340,6 +343,8 @@ def choose(spec: ModelSpec, gpu: Gpu, gpus: int, vllm: str | Version, moe_backen
         if ch.estimate.fits and ch.config.max_model_len >= (req.max_model_len
                                                              or spec.max_position_embeddings):
             break  # the full context fits: nothing more to give up
+        if ch.estimate.failure is Failure.LOAD_PEAK:
+            break  # the weights do not load: giving up graphs or KV precision cannot help
     return best[1]
 
 
