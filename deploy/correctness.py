@@ -8,11 +8,14 @@ plan (deploy/plan.py) applies them to the configuration it chose: a match makes 
 `kernel_supported` false, and its reason and remedy go into `kernel_reason` and `reasons`.
 
 Version ranges: where a report says "fixed on main" without a release, the range runs to the
-next release this project read after the fix date, and says so.
+next release this project read after the fix date, and says so. docs/known-wrong-output.md is
+this table for people (`python -m deploy.correctness > docs/known-wrong-output.md`; a test keeps
+it in step).
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 from packaging.specifiers import SpecifierSet
@@ -92,3 +95,40 @@ def wrong_output(version: Version, capability: str, tensor_parallel_size: int,
     """The rows whose version, GPU family and configuration all match."""
     return [r for r in WRONG_OUTPUT
             if r.matches(version, capability, tensor_parallel_size, kv_cache_dtype, env)]
+
+
+def _when(row: WrongOutput) -> str:
+    parts = []
+    if row.min_tensor_parallel > 1:
+        parts.append(f"`--tensor-parallel-size` >= {row.min_tensor_parallel}")
+    if row.kv_cache_dtype:
+        parts.append(f"`--kv-cache-dtype {row.kv_cache_dtype}`")
+    parts += [f"`{k}={v}`" for k, v in row.env]
+    return ", ".join(parts) or "always"
+
+
+def page() -> str:
+    """docs/known-wrong-output.md."""
+    lines = [
+        "# GPUs and vLLM releases where gpt-oss starts but answers wrong (generated)",
+        "",
+        "`docs/kernel-support.md` says whether gpt-oss's MXFP4 MoE and attention-sink kernels exist",
+        "on a GPU in a vLLM release. Some pairs pass that test, start, and answer garbage in one",
+        "configuration. The plan (`python -m deploy.plan`) and the preflight check these rows",
+        "(`deploy/correctness.py`; `python -m deploy.correctness` writes this page) against the",
+        "configuration they chose and the unit's environment: a match sets `kernel_supported: false`",
+        "and says what to do. The fp8 KV cache row also keeps the planner from choosing or offering",
+        "`--kv-cache-dtype fp8` where it fails.",
+        "",
+        "| key | compute capability | vLLM | when | what happens | what to do | source |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in WRONG_OUTPUT:
+        caps = ", ".join(f"{c}.x" for c in r.capabilities)
+        lines.append(f"| {r.key} | {caps} | `{r.versions}` | {_when(r)} | {r.symptom} | {r.remedy} "
+                     f"| {r.source} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(page())
