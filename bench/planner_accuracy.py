@@ -12,8 +12,9 @@ tests/data/startup_logs/ (so the planner checks, it does not choose) and compare
 - the outcome: does the plan say "fits" where vLLM started, and never where vLLM failed
   (ran out of memory, refused, or had no room for one request).
 
-Each log file holds `# key: value` lines (source, GPU, settings, outcome) and, after `---`,
-the lines quoted from the real start-up. Usage: python bench/planner_accuracy.py [--json]
+Each log file holds `# key: value` lines (source, GPU, settings, outcome; `moe_backend` where
+the run forced one, e.g. Marlin on the H200) and, after `---`, the lines quoted from the real
+start-up. Usage: python bench/planner_accuracy.py [--json]
 """
 
 from __future__ import annotations
