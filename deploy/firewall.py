@@ -83,48 +83,74 @@ def ufw_source(cidr: str) -> str:
     return str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net)
 
 
-def ufw_wanted_rules(s: Settings) -> list[str]:
+def guarded_ports(s: Settings, monitor: bool = False) -> dict[int, list[str]]:
+    """{port: CIDRs that may connect} for every port this host's firewall filters (loopback always may).
+
+    A server: the serving port for ``allowed_sources`` and ``monitor_sources`` (vLLM's ``/metrics``
+    is on it) and, with ``monitor_sources``, the node exporter's port for them alone. A host of the
+    ``monitor`` group: Prometheus' port for ``allowed_sources``, its own node exporter local only."""
+    if monitor:
+        return {s.prometheus_port: list(s.allowed_sources), s.node_exporter_port: []}
+    ports = {s.port: list(dict.fromkeys(s.allowed_sources + s.monitor_sources))}
+    if s.monitor_sources:
+        ports[s.node_exporter_port] = list(s.monitor_sources)
+    return ports
+
+
+def ufw_wanted_rules(s: Settings, ports: dict[int, list[str]] | None = None) -> list[str]:
     """The ``ufw`` rules this host needs, in the form ``ufw show added`` lists them."""
+    ports = guarded_ports(s) if ports is None else ports
     rules = [f"ufw allow {s.ssh_port}/tcp"]
-    rules += [f"ufw allow from {ufw_source(c)} to any port {s.port} proto tcp" for c in s.allowed_sources]
-    rules.append(f"ufw deny {s.port}/tcp")
-    return rules
+    for port, sources in ports.items():
+        rules += [f"ufw allow from {ufw_source(c)} to any port {port} proto tcp" for c in sources]
+    return rules + [f"ufw deny {port}/tcp" for port in ports]
 
 
 @operation()
-def ufw_rules(port: int, wanted: list[str]):
+def ufw_rules(ports: list[int], wanted: list[str]):
     """
-    Make ufw's rules for ``port`` exactly ``wanted``, keeping every other rule.
+    Make ufw's rules for ``ports`` exactly ``wanted``, keeping every other rule.
 
-    + port: the serving port whose rules this owns
-    + wanted: rules as ``ufw show added`` prints them; allows come before the final deny
+    + ports: the ports whose rules this owns
+    + wanted: rules as ``ufw show added`` prints them; allows come before the final denies
     """
     added = host.get_fact(UfwAddedRules)
-    mine = re.compile(rf"\bport {port}\b|\b{port}/tcp\b")
+    mine = re.compile("|".join(rf"\bport {p}\b|\b{p}/tcp\b" for p in ports))
     stale = [r for r in added if mine.search(r) and r not in wanted]
     missing = [r for r in wanted if r not in added]
     if not stale and not missing:
-        host.noop(f"ufw rules for port {port} are up to date")
+        host.noop(f"ufw rules for port{'s' if len(ports) > 1 else ''} {', '.join(map(str, ports))} are up to date")
         return
     for rule in stale:
         yield StringCommand("ufw", "delete", *shlex.split(rule)[1:])
-    # allows must precede the deny: (re)add the deny last
-    deny = [r for r in wanted if r.startswith("ufw deny")]
-    if any(r not in deny for r in missing) and deny and deny[0] in added:
-        yield StringCommand("ufw", "delete", *shlex.split(deny[0])[1:])
-        missing = [r for r in missing if r not in deny] + deny
+    # allows must precede the denies: (re)add the denies last
+    denies = [r for r in wanted if r.startswith("ufw deny")]
+    if any(r not in denies for r in missing):
+        for rule in denies:
+            if rule in added:
+                yield StringCommand("ufw", "delete", *shlex.split(rule)[1:])
+        missing = [r for r in missing if r not in denies] + denies
     for rule in missing:
         yield StringCommand(*shlex.split(rule))
 
 
-def nft_rules_text(s: Settings) -> str:
-    nets = [ipaddress.ip_network(c, strict=False) for c in s.allowed_sources]
-    return render("firewall.nft.j2", s=s, table=NFT_TABLE,
-                  v4=[str(n) for n in nets if n.version == 4], v6=[str(n) for n in nets if n.version == 6])
+def nft_rules_text(s: Settings, ports: dict[int, list[str]] | None = None) -> str:
+    ports = guarded_ports(s) if ports is None else ports
+    rules = []
+    for port, sources in ports.items():
+        nets = [ipaddress.ip_network(c, strict=False) for c in sources]
+        rules.append({"port": port, "v4": [str(n) for n in nets if n.version == 4],
+                      "v6": [str(n) for n in nets if n.version == 6]})
+    return render("firewall.nft.j2", s=s, table=NFT_TABLE, rules=rules)
 
 
-def firewall(s: Settings) -> str | None:
-    """Apply the rules; return the name of a unit the server should start after, if any."""
+def _who(ports: dict[int, list[str]]) -> str:
+    return "; ".join(f"port {p} only from {', '.join(c) or 'loopback'}" for p, c in ports.items())
+
+
+def firewall(s: Settings, ports: dict[int, list[str]] | None = None) -> str | None:
+    """Apply the rules (``guarded_ports``); return the name of a unit the server should start after, if any."""
+    ports = guarded_ports(s) if ports is None else ports
     backend, why = choose_firewall(s, host.get_fact(FirewallState))
     if backend is None:
         stop_host(why)
@@ -133,14 +159,13 @@ def firewall(s: Settings) -> str | None:
         host.noop("firewall: none (the port is filtered by something else)")
         return None
     if backend == "ufw":
-        ufw_rules(name=f"ufw: port {s.port} only from {', '.join(s.allowed_sources) or 'loopback'}",
-                  port=s.port, wanted=ufw_wanted_rules(s))
+        ufw_rules(name=f"ufw: {_who(ports)}", ports=list(ports), wanted=ufw_wanted_rules(s, ports))
         return None
     install_os_packages({"apt": ["nftables"], "dnf": ["nftables"]}, "nftables")
     rules_file = f"{s.config_dir}/firewall.nft"
     unit = f"{s.service_name}-firewall.service"
-    rules = files.put(name=f"nftables rules: port {s.port} only from {', '.join(s.allowed_sources) or 'loopback'}",
-                      src=StringIO(nft_rules_text(s)), dest=rules_file, mode="600")
+    rules = files.put(name=f"nftables rules: {_who(ports)}",
+                      src=StringIO(nft_rules_text(s, ports)), dest=rules_file, mode="600")
     unit_op = files.put(name=f"Unit {unit}",
                         src=StringIO(render("firewall.service.j2", s=s, table=NFT_TABLE, rules_file=rules_file)),
                         dest=f"/etc/systemd/system/{unit}", mode="644")

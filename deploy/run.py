@@ -9,6 +9,7 @@ from deploy.cuda_toolkit import cuda_toolkit
 from deploy.driver import nvidia_driver
 from deploy.firewall import firewall
 from deploy.host_facts import GpuFacts, InstalledFacts, NvmlFacts, host_platform
+from deploy.monitor import MONITOR_GROUP, monitor_host, node_exporter
 from deploy.preflight import Verdict, judge, platform_text, table
 from deploy.python_env import vllm_venv
 from deploy.service import service
@@ -52,12 +53,21 @@ def preflight_this_host(s: Settings) -> Verdict:
 
 def preflight_only() -> None:
     """``preflight.py``: the verdict and the table, no operation."""
+    if MONITOR_GROUP in host.groups:
+        record(Verdict(host.name, True, "-", summary="monitor: Prometheus, no vLLM"))
+        return
     record(preflight_this_host(inventory_settings()[host.name]))
 
 
 def deploy_this_host() -> None:
-    """WSL2 and the driver, preflight, base system, venv, weights, firewall, service, verification."""
-    s = inventory_settings()[host.name]
+    """WSL2 and the driver, preflight, base system, venv, weights, firewall, service, verification;
+    on a host of the ``monitor`` group: Prometheus (deploy/monitor.py) instead."""
+    settings = inventory_settings()
+    s = settings[host.name]
+    if MONITOR_GROUP in host.groups:
+        monitor_host(s, [(h.name, h.data.dict(), settings[h.name]) for h in inventory
+                         if MONITOR_GROUP not in h.groups])
+        return
     platform = host_platform()
     if not wsl_host(s, platform):
         record(Verdict(s.host, False, platform_text(platform), summary="WSL: stopped (see the STOP line)"))
@@ -84,5 +94,6 @@ def deploy_this_host() -> None:
     changed = vllm_venv(s)
     changed += model_weights(s)
     firewall_unit = firewall(s)
+    node_exporter(s)
     service(s, changed, plan_args=verdict.plan_args, kernel_env=verdict.kernel_env, firewall_unit=firewall_unit)
     wsl_port_mapping(s, platform)

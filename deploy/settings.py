@@ -422,6 +422,18 @@ class Settings(BaseModel):
                                 "an IP address of the host, 127.0.0.1 (local only) or 0.0.0.0 (all)")
     allowed_sources: list[Annotated[str, AfterValidator(cidr_check)]] = setting(
         [], "CIDRs that may reach ``port``; required unless bound to loopback", "a list of CIDRs")
+    monitor_sources: list[Annotated[str, AfterValidator(cidr_check)]] = setting(
+        [], "CIDRs that may read the metrics: vLLM's ``/metrics`` on ``port`` and Debian's node exporter, "
+        "installed on ``node_exporter_port`` when this is given (docs/monitoring.md)", "a list of CIDRs")
+    node_exporter_port: Port = setting(9100, "the node exporter's port, open only to ``monitor_sources``",
+                                       "a TCP port number from 1 to 65535")
+    dcgm_exporter_port: Port | None = setting(
+        None, "where NVIDIA's dcgm-exporter runs on this host (not installed by the deploy): the monitor scrapes it",
+        "a TCP port number from 1 to 65535")
+    prometheus_port: Port = setting(9090, "on a host of the ``monitor`` group: Prometheus' port, open to "
+                                    "``allowed_sources``", "a TCP port number from 1 to 65535")
+    scrape_interval_s: Annotated[int, Field(ge=1, le=3600)] = setting(
+        15, "on a host of the ``monitor`` group: seconds between scrapes", "a whole number of seconds from 1 to 3600")
     firewall: Literal["auto", "ufw", "nftables", "none"] = setting(
         "auto", "``auto`` (ufw if active, else nftables), ``ufw``, ``nftables``, ``none``",
         "one of auto, ufw, nftables, none")
@@ -558,6 +570,9 @@ class Settings(BaseModel):
         if self.port == self.ssh_port:
             out.append(Refused(f"a port other than SSH's ({self.ssh_port}): the firewall keeps SSH open and would "
                                "clash with the serving rules", self.port, "port"))
+        if self.node_exporter_port in (self.port, self.ssh_port):
+            out.append(Refused(f"a port other than the serving port ({self.port}) and SSH's ({self.ssh_port})",
+                               self.node_exporter_port, "node_exporter_port"))
         try:
             bind = ipaddress.ip_address(self.bind_address)
         except ValueError:

