@@ -60,16 +60,12 @@ ALERTS = (
 )
 
 
-def _address(name: str, data: dict) -> str:
-    return str(data.get("ssh_hostname") or name)
-
-
-def scrape_jobs(servers: list[tuple[str, dict, Settings]], monitor: Settings) -> dict[str, list[dict]]:
-    """{job: [{"target": "address:port", "host": inventory name}]} from the servers' settings and
-    inventory data (their ``ssh_hostname`` is the address the monitor scrapes)."""
+def scrape_jobs(servers: list[Settings], monitor: Settings) -> dict[str, list[dict]]:
+    """{job: [{"target": "address:port", "host": inventory name}]} from the servers' settings (the
+    address pyinfra reaches a server at, ``ssh_hostname``, is the one the monitor scrapes)."""
     jobs: dict[str, list[dict]] = {"vllm": [], "node": [], "dcgm": []}
-    for name, data, s in servers:
-        address = _address(name, data)
+    for s in servers:
+        name, address = s.host, s.ssh_hostname or s.host
         if ":" in address:
             address = f"[{address}]"
         jobs["vllm"].append({"target": f"{address}:{s.port}", "host": name})
@@ -81,7 +77,7 @@ def scrape_jobs(servers: list[tuple[str, dict, Settings]], monitor: Settings) ->
     return {job: targets for job, targets in jobs.items() if targets}
 
 
-def prometheus_config(servers: list[tuple[str, dict, Settings]], monitor: Settings) -> str:
+def prometheus_config(servers: list[Settings], monitor: Settings) -> str:
     return render("prometheus.yml.j2", jobs=scrape_jobs(servers, monitor), interval=monitor.scrape_interval_s,
                   rules=ALERT_RULES)
 
@@ -90,7 +86,7 @@ def alert_rules() -> str:
     return render("vllm-alerts.yml.j2", alerts=ALERTS)
 
 
-def monitor_host(s: Settings, servers: list[tuple[str, dict, Settings]]) -> None:
+def monitor_host(s: Settings, servers: list[Settings]) -> None:
     """Prometheus and its node exporter on this host, scraping ``servers``; firewall first."""
     from deploy.firewall import firewall, guarded_ports
 

@@ -65,8 +65,7 @@ def deploy_this_host() -> None:
     settings = inventory_settings()
     s = settings[host.name]
     if MONITOR_GROUP in host.groups:
-        monitor_host(s, [(h.name, h.data.dict(), settings[h.name]) for h in inventory
-                         if MONITOR_GROUP not in h.groups])
+        monitor_host(s, [settings[h.name] for h in inventory if MONITOR_GROUP not in h.groups])
         return
     platform = host_platform()
     if not wsl_host(s, platform):

@@ -36,7 +36,6 @@ from deploy.settings import Settings, SettingsError, validate_inventory  # noqa:
 from deploy.status_facts import ServingState  # noqa: E402
 
 DEFAULT_REPORT = ".deploy-reports/latest.json"
-PROMETHEUS_PORT = 9090
 
 
 @dataclass
@@ -272,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds between the two reads of each server's counters (default 2)")
     parser.add_argument("--timeout", type=int, default=5, help="SSH connect timeout in seconds (default 5)")
     parser.add_argument("--prometheus", help="Prometheus base URL for one-minute token rates "
-                        f"(default: the inventory's {MONITOR_GROUP} host, port {PROMETHEUS_PORT}, if it answers)")
+                        f"(default: the inventory's {MONITOR_GROUP} host, its prometheus_port, if it answers)")
     args = parser.parse_args(argv)
     logging.getLogger("pyinfra").setLevel(logging.CRITICAL)  # failures are rows of the table
     if not Path(args.inventory).is_file():
@@ -294,8 +293,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     reads = read_fleet(state, settings, args.sample_seconds, args.timeout)
     servers, monitors = servers_and_monitors(inventory)
+    monitor = settings[monitors[0].name] if monitors else None
     prometheus = args.prometheus or (
-        f"http://{monitors[0].data.get('ssh_hostname') or monitors[0].name}:{PROMETHEUS_PORT}" if monitors else None)
+        f"http://{monitor.ssh_hostname or monitor.host}:{monitor.prometheus_port}" if monitor else None)
     rates = prometheus_rates(prometheus) if prometheus else {}
     rows = []
     for h in servers:

@@ -21,11 +21,12 @@ def settings(name="gpu1", **data):
 
 
 def fleet():
-    a = settings("gpu1", bind_address="0.0.0.0", allowed_sources=["10.0.0.0/24"], monitor_sources=["10.0.9.5/32"])
+    a = settings("gpu1", bind_address="0.0.0.0", allowed_sources=["10.0.0.0/24"], monitor_sources=["10.0.9.5/32"],
+                 ssh_hostname="10.0.0.11")
     b = settings("gpu2", bind_address="0.0.0.0", allowed_sources=["10.0.0.0/24"], monitor_sources=["10.0.9.5/32"],
                  port=8001, dcgm_exporter_port=9400)
-    c = settings("gpu3")  # no monitor_sources: no node exporter there
-    servers = [("gpu1", {"ssh_hostname": "10.0.0.11"}, a), ("gpu2", {}, b), ("gpu3", {"ssh_hostname": "fd00::3"}, c)]
+    c = settings("gpu3", ssh_hostname="fd00::3")  # no monitor_sources: no node exporter there
+    servers = [a, b, c]
     return servers, settings("mon", allowed_sources=["10.0.0.1/32"], scrape_interval_s=5)
 
 
