@@ -82,7 +82,7 @@ def host_status(s: Settings, serving: ServingState | None, gpu: GpuReport | None
                 deploy: dict | None, error: str | None = None) -> HostStatus:
     """One host's row from what was read (pure: settings and facts in, a row out)."""
     row = HostStatus(host=s.host, url=s.client_url, model=s.served_model_name,
-                     revision=(deploy or {}).get("revision"))
+                     revision=(deploy or {}).get("revision") or s.model_revision)
     if deploy:
         row.last_deploy = {k: deploy.get(k) for k in ("state", "reason", "finished", "vllm_after") if k in deploy}
     if serving is None:
