@@ -170,9 +170,9 @@ def test_down_cleans_everything(lab):
     netns = os.listdir("/run/netns") if os.path.isdir("/run/netns") else []
     assert not [n for n in netns if n.startswith(NETNS_PREFIX)]
     assert lab._lab_processes() == ([], []), "boot loops or systemd-nspawn left behind"
-    assert not [p for p in Path("/proc").iterdir() if p.name.isdigit() and _is_nspawn(p, str(lab.state_dir))]
+    assert not [p for p in Path("/proc").iterdir() if p.name.isdigit() and _is_nspawn(p, f"{lab.state_dir}/")]
     assert subprocess.run(["nft", "list", "table", "ip", NFT_TABLE], check=False, capture_output=True).returncode != 0
-    assert str(lab.state_dir) not in Path("/proc/self/mountinfo").read_text()
+    assert f"{lab.state_dir}/" not in Path("/proc/self/mountinfo").read_text()
     assert not [root for root in _cgroup_roots() if (root / CGROUP).exists()]
     assert not [p for p in Path("/proc").iterdir() if p.name.isdigit() and _in_lab_cgroup(p)]
 
