@@ -13,7 +13,8 @@ from lab.hosts import BRIDGE, CGROUP, CONTROLLER_IP, NETNS_PREFIX, NFT_TABLE, OU
 
 NET = CONTROLLER_IP.rsplit(".", 1)[0]
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="lab hosts need root")
+# boots lab hosts: e2e, so that `-m "not e2e"` never touches a lab another run is using
+pytestmark = [pytest.mark.e2e, pytest.mark.skipif(os.geteuid() != 0, reason="lab hosts need root")]
 
 WHEELS = "/opt/wheels"
 
