@@ -23,10 +23,11 @@ from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import File
 from pyinfra.facts.rpm import RpmPackages
 from pyinfra.facts.server import KernelModules
-from pyinfra.operations import apt, dnf, files, server
+from pyinfra.operations import apt, dnf, files, python, server
 from pyinfra.operations.util import any_changed
 
 from deploy import platform_data as pd
+from deploy.fleet import results
 from deploy.host_facts import GpuReport, JsonFact, Platform
 from deploy.kernel_support import driver_ok, min_driver_for
 from deploy.render import render
@@ -411,5 +412,9 @@ def _reboot_and_verify(s: Settings, plan: DriverPlan, changed: list | None) -> N
                   **({"_if": any_changed(*changed)} if changed else {}))
     server.script(name=f"nvidia-smi works and the driver is >= {plan.min_driver}",
                   src=StringIO(verify_script_text(plan.min_driver or "0")))
+    # a rollout (deploy/rollout.py) sees this and runs the host's deploy again at once (a second pass)
+    if results.results_dir() is not None:
+        python.call(name="Driver ready: note it for the rollout's second pass", function=results.note,
+                    host_name=s.host, driver_ready=True)
     stop_host(f"host {s.host}: NVIDIA driver ready (nvidia-smi verified after the reboot); run the deploy again: "
               "the GPU check and VRAM plan read the new driver's facts")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+from urllib.parse import urlsplit
 
 from pyinfra import host
 from pyinfra.api import StringCommand, operation
@@ -25,7 +26,7 @@ def uv_env(s: Settings, venv: str | None = None) -> dict[str, str]:
 
 def uv_install_args(s: Settings) -> list[str]:
     """``uv pip install`` arguments for the package indexes, wheelhouses and strategy of a host."""
-    args = []
+    args = ["--index-url", s.fleet_index_url] if s.fleet_index_url else []
     for url in s.extra_index_urls:
         args += ["--extra-index-url", url]
     for link in s.find_links:
@@ -62,6 +63,8 @@ def vllm_venv(s: Settings) -> list:
     Returns the operations whose change means the server must restart."""
     bootstrap = f"{s.install_dir}/uv-bootstrap"
     pip_env = {"PIP_CERT": s.ca_bundle} if s.ca_bundle else {}
+    if s.fleet_index_url:  # uv itself through the fleet cache too
+        pip_env.update(PIP_INDEX_URL=s.fleet_index_url, PIP_TRUSTED_HOST=urlsplit(s.fleet_index_url).netloc)
     pip_args = " ".join(f"--find-links {shlex.quote(link)}" for link in s.find_links) or None
     pip.virtualenv(name="Venv for uv", path=bootstrap, python="python3", venv=True)
     pip.packages(name=f"uv ({s.uv_spec})", packages=[s.uv_spec], virtualenv=bootstrap,

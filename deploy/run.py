@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pyinfra import host, inventory
 from pyinfra.api.exceptions import PyinfraError
+from pyinfra.operations import python
 
 from deploy.cuda_toolkit import cuda_toolkit
 from deploy.driver import nvidia_driver
 from deploy.firewall import firewall
+from deploy.fleet import results
 from deploy.host_facts import GpuFacts, InstalledFacts, NvmlFacts, host_platform
 from deploy.monitor import MONITOR_GROUP, monitor_host, node_exporter
 from deploy.preflight import Verdict, judge, platform_text, table
@@ -48,7 +50,14 @@ def preflight_this_host(s: Settings) -> Verdict:
     verdict = judge(s, host_platform(), gpu)
     installed = host.get_fact(InstalledFacts, install_dir=s.install_dir)
     verdict.installed = f"vllm {installed.vllm}" if installed.vllm else "-"
+    results.note(s.host, vllm_before=installed.vllm or None, plan=plan_figures(verdict.plan))
     return verdict
+
+
+def plan_figures(plan: dict | None) -> dict | None:
+    """The plan's figures a rollout report shows."""
+    keys = ("max_model_len", "max_num_seqs", "gpu_memory_utilization", "tensor_parallel_size", "kv_cache_tokens")
+    return {k: plan.get(k) for k in keys} if plan else None
 
 
 def preflight_only() -> None:
@@ -67,18 +76,24 @@ def deploy_this_host() -> None:
     if MONITOR_GROUP in host.groups:
         monitor_host(s, [settings[h.name] for h in inventory if MONITOR_GROUP not in h.groups])
         return
+    results.note(s.host, model=s.served_model_name, source_model=s.model, url=s.client_url,
+                 revision=s.model_revision if s.model_source == "hub" else None, vllm_wanted=s.vllm_version)
     platform = host_platform()
     if not wsl_host(s, platform):
         record(Verdict(s.host, False, platform_text(platform), summary="WSL: stopped (see the STOP line)"))
+        results.note(s.host, outcome="stopped by preflight", reason="WSL: see the STOP line")
         return
     gpu = host.get_fact(GpuFacts, service=s.service_name) if s.backend == "cuda" else None
     driver = nvidia_driver(s, platform, gpu)
     if driver.action != "none":  # installed or stopped: the verdict needs the new driver's facts
         record(Verdict(s.host, False, platform_text(platform), summary=f"driver: {driver.action}",
                        detail=driver.reason))
+        # a rollout runs this host again once the driver is in (a second pass)
+        results.note(s.host, driver=driver.action, reason=driver.reason)
         return
     verdict = record(preflight_this_host(s))
     if not verdict.ok:
+        results.note(s.host, outcome="stopped by preflight", reason=verdict.message)
         stop_host(verdict.message)
         return
     if not check_disk(s):
@@ -96,3 +111,8 @@ def deploy_this_host() -> None:
     node_exporter(s)
     service(s, changed, plan_args=verdict.plan_args, kernel_env=verdict.kernel_env, firewall_unit=firewall_unit)
     wsl_port_mapping(s, platform)
+    if results.results_dir() is not None:  # a rollout gates each wave on every host's verification
+        python.call(name="Verify the endpoint for the rollout", function=results.finish,
+                    check_command=[f"{s.current_link}/bin/python", f"{s.install_dir}/bin/endpoint_check.py",
+                                   "verify", f"{s.config_dir}/check.json"],
+                    install_dir=s.install_dir)

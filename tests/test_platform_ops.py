@@ -549,3 +549,11 @@ def test_no_driver_and_no_nvidia_gpu_on_the_bus_installs_nothing():
     no_gpu = parse_driver_host(["SB: SecureBoot disabled", "HEADERS: yes"])
     plan = plan_driver(settings(), platform("debian", "12"), NO_DRIVER, no_gpu, {})
     assert plan.action == "stop" and "no NVIDIA GPU on the PCI bus" in plan.reason and "backend: cpu" in plan.reason
+
+
+def test_in_a_rollout_a_ready_driver_is_noted_for_the_second_pass(monkeypatch, tmp_path):
+    """deploy/rollout.py runs the host again when this note is there (deploy/fleet/results.py)."""
+    monkeypatch.setenv("VLLM_ROLLOUT_RESULTS", str(tmp_path))
+    _plan, ops = driver_run(settings(), platform("ubuntu", "24.04"), NO_DRIVER)
+    assert ops[-3:] == [VERIFY, ("Driver ready: note it for the rollout's second pass", [["function", "note"]]),
+                        READY]

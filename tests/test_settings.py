@@ -393,3 +393,15 @@ def test_the_plan_command_and_the_settings_share_one_range():
             make_plan("openai/gpt-oss-20b", "0.24.0", "NVIDIA H100 80GB HBM3", "9.0", 81559, gpus=8, **{name: value})
         accepted = str(err.value).split("is not accepted: ", 1)[1]
         assert accepted in problem(**{name: value})
+
+
+def test_a_model_outside_the_table_from_the_hub_is_pinned_and_fleet_cache_urls_are_checked():
+    rev = "a" * 40
+    s = settings(backend="cpu", model="lab/tiny-chat", model_revision=rev, fleet_index_url="http://10.0.0.1:3141/index/",
+                 fleet_hub_url="http://10.0.0.1:8090")
+    assert s.model_revision == rev and s.fleet_hub_url == "http://10.0.0.1:8090"
+    assert "host gpu1: setting model_revision='main' is not accepted" in problem(model_revision="main")
+    assert "setting fleet_index_url='ftp://x' is not accepted" in problem(fleet_index_url="ftp://x")
+    assert "setting fleet_hub_url='http://u:p@x' is not accepted" in problem(fleet_hub_url="http://u:p@x")
+    assert "other models only with backend cpu" in problem(model="lab/tiny-chat")
+    assert "pinned revision" in problem(backend="cpu", model="lab/tiny-chat")
