@@ -135,3 +135,19 @@ def test_cli_shows_the_last_deploy_from_the_rollout_report(tmp_path):
     assert data["hosts"][0]["last_deploy"] == {"state": "failed", "reason": "did not verify",
                                                "finished": "2026-12-02T06:05:00+00:00"}
     assert data["report"] == ".deploy-reports/latest.json"
+
+
+def test_the_rollouts_own_report_is_read(tmp_path):
+    """The shared contract: what deploy.fleet.report writes is what the status command reads."""
+    from deploy.fleet import report
+    from deploy.fleet.waves import SERVED
+
+    built = report.build("inventories/lab.py", 1796190000.0, 1796190300.0,
+                         [{"host": "lab2", "wave": 1, "state": SERVED, "reason": None, "revision": "a" * 40,
+                           "vllm_after": "0.32.0"}], [["lab2"]], None)
+    report.write(built, tmp_path)
+    entries = report_entries(json.loads((tmp_path / "latest.json").read_text()))
+    row = host_status(settings(), parse_serving(recorded("serving-fact-active.txt")), None, entries["lab2"])
+    assert row.last_deploy == {"state": SERVED, "reason": None, "finished": built["finished"], "vllm_after": "0.32.0"}
+    assert row.revision == "a" * 40
+    assert table_cells(row, now=0)[-1] == f"{SERVED} {built['finished']}"
