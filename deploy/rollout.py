@@ -9,7 +9,7 @@ serial waves; each wave ends with every host of it verifying its endpoint, and t
 only when the failure budget holds (a failed canary stops it at once). Hosts not reached keep
 serving what they had. A host that just got its NVIDIA driver (installed, rebooted, verified) goes
 on through the rest of its deploy at once (a second pass). The state after each wave is kept in
-``<report dir>/rollout-state.json``; ``--resume`` continues a halted rollout from there. At the end:
+``<report dir>/state.json``; ``--resume`` continues a halted rollout from there. At the end:
 a table and the JSON report (``deploy/fleet/report.py``).
 
 ``--fleet-cache ADDRESS`` (off by default, and for a single host): the controller runs a caching
@@ -48,7 +48,7 @@ from deploy.fleet.waves import (
 )
 from deploy.settings import SettingsError, validate_inventory
 
-STATE_FILE = "rollout-state.json"
+STATE_FILE = "state.json"
 DEPLOY_FILE = "deploy.py"
 MAX_PASSES = 2  # the deploy, and once more after a driver install and reboot
 

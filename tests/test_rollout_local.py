@@ -64,7 +64,7 @@ def test_a_failed_canary_halts_and_resume_tries_it_again(tmp_path):
     (h,) = report["hosts"]
     assert h["state"] == "failed" and "endpoint check failed: 503" in h["reason"], h
     assert report["halted"] and "canary" in report["stop_reason"]
-    state = json.loads((tmp_path / "r" / "rollout-state.json").read_text())
+    state = json.loads((tmp_path / "r" / "state.json").read_text())
     assert state["next_wave"] == 1 and state["halted"]
     out, report = run_rollout(tmp_path, DRIVER_DEPLOY, "--resume")
     assert out.returncode == 0, out.stdout + out.stderr
