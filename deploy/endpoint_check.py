@@ -11,15 +11,21 @@ library and ``requests`` (a dependency of vLLM, so it is in the venv).
   gives 401. The key is read from the unit's environment file, never from the command line. On
   failure it prints the tail of the unit's journal and exits 1. On success it prints one JSON line.
 - ``activate CONFIG_JSON``: restart the unit and verify. Success: the unit file, the environment
-  file and the ``current`` venv link are kept as the last good state. Failure: the journal tail is
-  printed, the last good state (if it differs) is put back, restarted and verified, and it exits 1:
-  a change that does not serve never takes down a server that did.
+  file, the check settings, the firewall rules and the ``current`` venv link are kept as the last
+  good state, with their fingerprint. Failure: the journal tail is printed, the last good state (if
+  it differs) is put back with its firewall rules, restarted and verified with its own check
+  settings, and it exits 1: a change that does not serve never takes down a server that did.
+- ``converge CONFIG_JSON``: ``activate`` unless the fingerprint of what is on disk is the one
+  recorded at the last successful activation and the unit is active (a run interrupted between
+  writing a file and the restart is finished by the next one).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -107,44 +113,136 @@ def journal_tail(service: str, lines: int = 40) -> str:
     return out.stdout or out.stderr
 
 
-def _state(cfg: dict) -> dict[str, str]:
-    """The unit file, environment file and venv link target that make up a configuration."""
-    with open(cfg["unit_file"]) as unit, open(cfg["env_file"]) as env:
-        return {"unit": unit.read(), "env": env.read(), "current": os.readlink(cfg["current_link"])}
+STATE_FILES = ("unit_file", "env_file", "check_file")  # and the firewall's rules file, when it has one
+
+
+def _files(cfg: dict) -> dict[str, str]:
+    """Name -> path of every file that decides what serves (the fingerprint's and the last good state's)."""
+    files = {key: cfg[key] for key in STATE_FILES if cfg.get(key)}
+    rules = (cfg.get("firewall") or {}).get("rules_file")
+    if rules:
+        files["firewall"] = rules
+    return files
+
+
+def _sha256(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    except FileNotFoundError:
+        return "-"
+
+
+def fingerprint(cfg: dict) -> str:
+    """What is on disk now, one ``name value`` line each: the sha256 of the unit, environment file, check
+    settings and firewall rules, and the venv link's target (deploy/service.py reads the same lines)."""
+    lines = [f"{name.removesuffix('_file')} {_sha256(path)}" for name, path in _files(cfg).items()]
+    try:
+        target = os.readlink(cfg["current_link"])
+    except OSError:
+        target = "-"
+    return "\n".join(lines + [f"current {target}"]) + "\n"
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def _write_atomic(path: str, text: str, mode: int) -> None:
+    """Write beside ``path`` with ``mode`` from the first byte, then rename over it."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+def _state(cfg: dict) -> dict:
+    """Everything that decides serving: the files' contents, the venv link target, the firewall's kind."""
+    state = {name: _read(path) for name, path in _files(cfg).items()}
+    state["current"] = os.readlink(cfg["current_link"])
+    state["firewall_kind"] = (cfg.get("firewall") or {}).get("kind", "none")
+    return state
 
 
 def save_last_good(cfg: dict) -> None:
-    """Keep the running configuration (root-only: the environment file holds the key)."""
+    """Keep the running configuration and its fingerprint (root-only: the environment file holds the key)."""
     os.makedirs(cfg["last_good_dir"], mode=0o700, exist_ok=True)
-    path = os.path.join(cfg["last_good_dir"], "state.json")
-    fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(_state(cfg), f)
-    os.replace(path + ".tmp", path)
+    os.chmod(cfg["last_good_dir"], 0o700)
+    _write_atomic(os.path.join(cfg["last_good_dir"], "state.json"), json.dumps(_state(cfg)), 0o600)
+    _write_atomic(os.path.join(cfg["last_good_dir"], "fingerprint"), fingerprint(cfg), 0o600)
 
 
-def restore_last_good(cfg: dict) -> bool:
-    """Put the last good configuration back; False when there is none or it is what failed."""
-    path = os.path.join(cfg["last_good_dir"], "state.json")
-    if not os.path.exists(path):
-        return False
-    with open(path) as f:
-        good = json.load(f)
-    if good == _state(cfg):
-        return False
-    for key, mode in (("unit", 0o644), ("env", 0o600)):
-        target = cfg["unit_file" if key == "unit" else "env_file"]
-        fd = os.open(target + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        with os.fdopen(fd, "w") as f:
-            f.write(good[key])
-        os.replace(target + ".tmp", target)
+def load_last_good(cfg: dict) -> dict | None:
+    text = _read(os.path.join(cfg["last_good_dir"], "state.json"))
+    if not text:
+        return None
+    good = json.loads(text)
+    for old, new in (("unit", "unit_file"), ("env", "env_file")):  # kept by an earlier release
+        if old in good and new not in good:
+            good[new] = good.pop(old)
+    return good
+
+
+FILE_MODES = {"unit": 0o644, "env": 0o600, "check": 0o600, "firewall": 0o600}
+
+
+def restore_last_good(cfg: dict) -> dict | None:
+    """Put the last good configuration back, its firewall rules loaded; return its check settings, or
+    None when there is none or it is what failed."""
+    good = load_last_good(cfg)
+    if good is None or good == _state(cfg):
+        return None
+    failed_rules = _read(_files(cfg).get("firewall", "")) if "firewall" in _files(cfg) else None
+    for name, path in _files(cfg).items():
+        key = name if name == "firewall" else name.removesuffix("_file")
+        if good.get(name) is not None:
+            _write_atomic(path, good[name], FILE_MODES.get(key, 0o600))
     link = cfg["current_link"] + ".tmp"
     if os.path.lexists(link):
         os.remove(link)
     os.symlink(good["current"], link)
     os.replace(link, cfg["current_link"])
+    with open(cfg["check_file"]) as f:
+        restored = json.load(f)
+    apply_firewall(restored, failed_rules)
     subprocess.run(["systemctl", "daemon-reload"], check=True)
-    return True
+    return restored
+
+
+def ufw_rules(text: str | None) -> list[str]:
+    return [line.strip() for line in (text or "").splitlines() if line.strip().startswith("ufw ")]
+
+
+def apply_firewall(cfg: dict, previous_rules: str | None) -> None:
+    """Load ``cfg``'s firewall rules: nftables replaces its table in one transaction; ufw drops the
+    rules of ``previous_rules`` that are not wanted any more and adds the missing ones, allows first."""
+    fw = cfg.get("firewall") or {}
+    if fw.get("kind") == "nftables":
+        subprocess.run(["nft", "-f", fw["rules_file"]], check=True)
+    elif fw.get("kind") == "ufw":
+        wanted = ufw_rules(_read(fw["rules_file"]))
+        for rule in ufw_rules(previous_rules):
+            if rule not in wanted:
+                subprocess.run(["ufw", "delete", *shlex.split(rule)[1:]], check=False, capture_output=True)
+        present = subprocess.run(["ufw", "show", "added"], capture_output=True, text=True).stdout
+        missing = [r for r in wanted if r not in ufw_rules(present)]
+        deny = [r for r in wanted if r.startswith("ufw deny")]
+        if any(not r.startswith("ufw deny") for r in missing) and deny and deny[0] in ufw_rules(present):
+            subprocess.run(["ufw", "delete", *shlex.split(deny[0])[1:]], check=False, capture_output=True)
+            missing = [r for r in missing if r not in deny] + deny
+        for rule in missing:
+            subprocess.run(shlex.split(rule), check=True, capture_output=True)
+
+
+def reset_failed(service: str) -> None:
+    """An earlier failure (or systemd's start limit) must not block this start."""
+    subprocess.run(["systemctl", "reset-failed", service], capture_output=True)
 
 
 def restart(service: str) -> None:
@@ -174,29 +272,56 @@ def report_success(cfg: dict, figures: dict) -> None:
 
 
 def activate(cfg: dict) -> int:
-    """Restart and verify; on failure go back to the last good configuration."""
+    """Restart and verify; on failure go back to the last good configuration (unit, environment, venv
+    link, check settings and firewall rules), restart it and say whether it serves again."""
     service = cfg["service"]
+    previous = load_last_good(cfg)
 
-    def check() -> dict:
+    def check(c: dict) -> dict:
+        reset_failed(service)
         restart(service)
-        return verify_configured(cfg)
+        return verify_configured(c)
 
     try:
-        figures = check()
+        figures = check(cfg)
     except FAILURES as exc:
         report_failure(service, exc)
-        if restore_last_good(cfg):
-            try:
-                check()
-                print(f"rolled back: {service} serves again with its last good configuration; the new "
-                      "configuration above was not kept", file=sys.stderr)
-            except FAILURES as again:
-                print(f"rolled back, but the last good configuration does not serve either: {again}",
-                      file=sys.stderr)
+        restored = restore_last_good(cfg)
+        if restored is None:
+            print(f"no last good configuration of {service} to go back to: it does not serve", file=sys.stderr)
+            return 1
+        try:
+            check(restored)
+            print(f"rolled back: {service} serves again with its last good configuration ({restored['url']}); "
+                  "the new configuration above was not kept", file=sys.stderr)
+        except FAILURES as again:
+            print(f"rolled back, but the last good configuration does not serve either: {again}", file=sys.stderr)
         return 1
+    if previous is not None and previous.get("firewall_kind") == "ufw" == (cfg.get("firewall") or {}).get("kind"):
+        apply_firewall(cfg, previous.get("firewall"))  # the old port's rules go once the new one serves
     save_last_good(cfg)
     report_success(cfg, figures)
     return 0
+
+
+def status(cfg: dict) -> dict:
+    """Whether what is on disk is what was last activated, and the unit runs (what ``converge`` decides by)."""
+    recorded = dict(line.split(" ", 1) for line in (_read(os.path.join(cfg["last_good_dir"], "fingerprint")) or "")
+                    .splitlines() if " " in line)
+    on_disk = dict(line.split(" ", 1) for line in fingerprint(cfg).splitlines())
+    differs = sorted(k for k in set(recorded) | set(on_disk) if recorded.get(k) != on_disk.get(k))
+    active = unit_is_active(cfg["service"])
+    return {"converged": not differs and active, "differs": differs, "active": active,
+            "recorded": bool(recorded)}
+
+
+def converge(cfg: dict) -> int:
+    """Activate unless what is on disk is what was last activated and the unit runs: a run that died
+    between writing a file and the restart is finished by the next one."""
+    if status(cfg)["converged"]:
+        print(json.dumps({"endpoint": cfg["url"], "converged": True}))
+        return 0
+    return activate(cfg)
 
 
 def main(argv: list[str]) -> int:
@@ -218,10 +343,17 @@ def main(argv: list[str]) -> int:
             return 1
         report_success(cfg, figures)
         return 0
-    if len(argv) == 2 and argv[0] == "activate":
+    if len(argv) == 2 and argv[0] == "status":
         with open(argv[1]) as f:
-            return activate(json.load(f))
-    print("usage: endpoint_check.py ready URL TIMEOUT_S [PID] | verify CONFIG_JSON | activate CONFIG_JSON",
+            print(json.dumps(status(json.load(f))))
+        return 0
+    if len(argv) == 2 and argv[0] in ("activate", "converge"):
+        with open(argv[1]) as f:
+            cfg = json.load(f)
+        cfg.setdefault("check_file", argv[1])
+        return (activate if argv[0] == "activate" else converge)(cfg)
+    print("usage: endpoint_check.py ready URL TIMEOUT_S [PID] | verify CONFIG_JSON | activate CONFIG_JSON | "
+          "converge CONFIG_JSON | status CONFIG_JSON",
           file=sys.stderr)
     return 2
 

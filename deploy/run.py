@@ -11,10 +11,11 @@ from deploy.driver import nvidia_driver
 from deploy.firewall import firewall
 from deploy.fleet import results
 from deploy.host_facts import GpuFacts, InstalledFacts, NvmlFacts, host_platform
+from deploy.host_lock import deploy_lock
 from deploy.monitor import MONITOR_GROUP, monitor_host, node_exporter
 from deploy.preflight import Verdict, judge, platform_text, table
 from deploy.python_env import vllm_venv
-from deploy.service import service
+from deploy.service import device_allow, service
 from deploy.settings import Settings, SettingsError, validate_inventory
 from deploy.stop import stop_host
 from deploy.system import base_system
@@ -69,10 +70,12 @@ def preflight_only() -> None:
 
 
 def deploy_this_host() -> None:
-    """WSL2 and the driver, preflight, base system, venv, weights, firewall, service, verification;
-    on a host of the ``monitor`` group: Prometheus (deploy/monitor.py) instead."""
+    """The lock, WSL2 and the driver, preflight, base system, venv, weights, firewall, service,
+    verification; on a host of the ``monitor`` group: Prometheus (deploy/monitor.py) instead."""
     settings = inventory_settings()
     s = settings[host.name]
+    if not deploy_lock():  # another deploy runs on this host: stop before reading or changing anything
+        return
     if MONITOR_GROUP in host.groups:
         monitor_host(s, [settings[h.name] for h in inventory if MONITOR_GROUP not in h.groups])
         return
@@ -107,9 +110,12 @@ def deploy_this_host() -> None:
     base_system(s)
     changed = vllm_venv(s)
     changed += model_weights(s)
-    firewall_unit = firewall(s)
+    rules = firewall(s)
+    if rules is None:  # stopped (e.g. firewalld active): never serve unfiltered
+        return
     node_exporter(s)
-    service(s, changed, plan_args=verdict.plan_args, kernel_env=verdict.kernel_env, firewall_unit=firewall_unit)
+    devices = device_allow(s, gpus=len(gpu.gpus) if gpu is not None and gpu.gpus else 1, wsl=platform.kind == "wsl2")
+    service(s, changed, plan_args=verdict.plan_args, kernel_env=verdict.kernel_env, firewall=rules, devices=devices)
     wsl_port_mapping(s, platform)
     if results.results_dir() is not None:  # a rollout gates each wave on every host's verification
         python.call(name="Verify the endpoint for the rollout", function=results.finish,

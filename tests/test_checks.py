@@ -133,9 +133,9 @@ def test_last_good_state_is_kept_root_only_and_not_restored_onto_itself(tmp_path
     (tmp_path / "current").symlink_to(venv)
     cfg = {"unit_file": str(unit), "env_file": str(env), "current_link": str(tmp_path / "current"),
            "last_good_dir": str(tmp_path / "last-good")}
-    assert endpoint_check.restore_last_good(cfg) is False  # nothing kept yet
+    assert endpoint_check.restore_last_good(cfg) is None  # nothing kept yet
     endpoint_check.save_last_good(cfg)
     saved = tmp_path / "last-good" / "state.json"
     assert oct(saved.stat().st_mode & 0o777) == "0o600" and oct(saved.parent.stat().st_mode & 0o777) == "0o700"
     assert json.loads(saved.read_text())["current"] == str(venv)
-    assert endpoint_check.restore_last_good(cfg) is False  # what failed is the last good state itself
+    assert endpoint_check.restore_last_good(cfg) is None  # what failed is the last good state itself

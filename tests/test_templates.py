@@ -58,7 +58,7 @@ def test_unit_passes_systemd_analyze_verify(tmp_path):
     s = host_settings()
     root = tmp_path / "root"
     # the files the unit names must exist for verify: make them in an alternate root
-    for path in ("/opt/vllm/current/bin/python", "/opt/vllm/bin/endpoint_check.py"):
+    for path in ("/opt/vllm/current/bin/python", "/opt/vllm/bin/endpoint_check.py", "/bin/sh"):
         f = root / path.lstrip("/")
         f.parent.mkdir(parents=True, exist_ok=True)
         f.write_text("#!/bin/sh\n")
@@ -94,10 +94,10 @@ def test_nft_rules_parse(tmp_path):
     assert out.returncode == 0, out.stderr
 
 
-def test_ufw_rules_keep_ssh_and_end_with_the_deny():
+def test_ufw_rules_never_open_ssh_wider_and_end_with_the_deny():
+    """ufw is only used where it is already active: SSH stays as its admin set it, no rule for it."""
     s = host_settings(bind_address="0.0.0.0", allowed_sources=["10.0.0.5/32", "10.1.0.0/16"], ssh_port=2222)
     assert ufw_wanted_rules(s) == [
-        "ufw allow 2222/tcp",
         "ufw allow from 10.0.0.5 to any port 8000 proto tcp",
         "ufw allow from 10.1.0.0/16 to any port 8000 proto tcp",
         "ufw deny 8000/tcp",
