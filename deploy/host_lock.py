@@ -61,14 +61,20 @@ class DeployLock(FactBase):
         return LOCK_SCRIPT.format(lock=shlex.quote(LOCK_FILE), owner=shlex.quote(owner), holder=CONNECTION)
 
     def process(self, output):
-        line = next((x for x in output if x.startswith(("TAKEN ", "BUSY "))), "BUSY (no answer from the lock)")
+        line = next((x for x in output if x.startswith(("TAKEN ", "BUSY "))), None)
+        if line is None:
+            return "error", " ".join(output).strip() or "no answer"
         state, _, who = line.partition(" ")
         return state.lower(), who
 
 
 def deploy_lock() -> bool:
     """Take the host's deploy lock; stop this host (nothing changed) when another deploy holds it."""
-    state, who = host.get_fact(DeployLock, owner=OWNER)
+    state, who = host.get_fact(DeployLock, owner=OWNER) or ("error", "no answer")
+    if state == "error":
+        stop_host(f"host {host.name}: the deploy lock ({LOCK_FILE}) could not be taken: {who}. Nothing was "
+                  "changed; this host needs flock (util-linux) and a writable /run/lock")
+        return False
     if state != "taken":
         stop_host(f"host {host.name}: another deploy holds the lock on this host ({LOCK_FILE}): {who}. "
                   "This run stopped before changing anything; run it again once that deploy has ended")
