@@ -29,8 +29,8 @@ CONNECTION = "sshd*"  # the per-connection process of OpenSSH (``sshd``; ``sshd-
 # shell's parent), takes the lock on fd 9 and leaves a sleeper holding fd 9 until that process ends.
 LOCK_SCRIPT = r"""
 lock={lock}; owner={owner}
-mkdir -p "$(dirname "$lock")"
-exec 9>>"$lock"
+command -v flock >/dev/null 2>&1 || {{ echo "flock is not installed"; exit 0; }}
+mkdir -p "$(dirname "$lock")" && exec 9>>"$lock" || {{ echo "cannot open $lock"; exit 0; }}
 if ! flock -n 9; then
   echo "BUSY $(cat "$lock.owner" 2>/dev/null || echo unknown)"
   exit 0
