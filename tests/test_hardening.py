@@ -351,7 +351,8 @@ def signing_key(tmp_path_factory):
     fingerprint = next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:"))
     key = home / "key.pub"
     key.write_text(subprocess.run([*gpg, "--armor", "--export"], capture_output=True, text=True).stdout)
-    return key, fingerprint
+    yield key, fingerprint
+    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], capture_output=True)
 
 
 @pytest.mark.skipif(not (shutil.which("gpg") and shutil.which("curl")), reason="gpg and curl are needed")
