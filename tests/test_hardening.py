@@ -256,7 +256,7 @@ def test_ufw_never_adds_ssh_and_removes_an_earlier_open_rule_for_the_port():
     wanted = ufw_wanted_rules(s)
     assert wanted == ["ufw allow from 10.123.0.1 to any port 8000 proto tcp", "ufw deny 8000/tcp"]
     added = ["ufw allow from 192.168.1.0/24 to any port 22 proto tcp", "ufw allow 8000", "ufw allow 8000/tcp"]
-    _r, ops = run_ops(lambda: ufw_rules(name="ufw", port=8000, wanted=wanted), {"UfwAddedRules": added})
+    _r, ops = run_ops(lambda: ufw_rules(name="ufw", ports=[8000], wanted=wanted), {"UfwAddedRules": added})
     (_name, commands), = ops
     assert commands == ["ufw delete allow 8000", "ufw delete allow 8000/tcp",
                         "ufw allow from 10.123.0.1 to any port 8000 proto tcp", "ufw deny 8000/tcp"]
