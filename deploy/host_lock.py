@@ -25,8 +25,9 @@ from deploy.stop import stop_host
 LOCK_FILE = "/run/lock/vllm-deploy.lock"
 CONNECTION = "sshd*"  # the per-connection process of OpenSSH (``sshd``; ``sshd-session`` from 9.8)
 
-# Runs on the host. Finds the connection's process (the nearest sshd/sshd-session ancestor, else the
-# shell's parent), takes the lock on fd 9 and leaves a sleeper holding fd 9 until that process ends.
+# Runs on the host. Finds the connection's process (the nearest ancestor that is sshd/sshd-session,
+# or pyinfra itself with @local; else the shell's parent), takes the lock on fd 9 and leaves a
+# sleeper holding fd 9 until that process ends.
 LOCK_SCRIPT = r"""
 lock={lock}; owner={owner}
 command -v flock >/dev/null 2>&1 || {{ echo "flock is not installed"; exit 0; }}
@@ -35,10 +36,13 @@ if ! flock -n 9; then
   echo "BUSY $(cat "$lock.owner" 2>/dev/null || echo unknown)"
   exit 0
 fi
-pid=$$; conn=$PPID
+pid=$PPID; conn=$PPID
 while [ "$pid" -gt 1 ]; do
   comm=$(cat /proc/$pid/comm 2>/dev/null) || break
   case "$comm" in {holder}) conn=$pid; break ;; esac
+  if awk -v RS='\0' 'NR <= 2 && /(^|\/)pyinfra$/ {{f = 1}} END {{exit !f}}' /proc/$pid/cmdline 2>/dev/null; then
+    conn=$pid; break  # @local: pyinfra's own process
+  fi
   pid=$(awk '/^PPid:/ {{print $2}}' /proc/$pid/status 2>/dev/null) || break
   [ -n "$pid" ] || break
 done
