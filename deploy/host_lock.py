@@ -23,6 +23,9 @@ from pyinfra.api import FactBase
 from deploy.stop import stop_host
 
 LOCK_FILE = "/run/lock/vllm-deploy.lock"
+# A run that has just ended frees the lock within a second (its holder polls the connection): wait
+# that long before calling the host busy, so back-to-back runs never trip over each other.
+WAIT_S = 10
 CONNECTION = "sshd*"  # the per-connection process of OpenSSH (``sshd``; ``sshd-session`` from 9.8)
 
 # Runs on the host. Finds the connection's process (the nearest ancestor that is sshd/sshd-session,
@@ -32,7 +35,7 @@ LOCK_SCRIPT = r"""
 lock={lock}; owner={owner}
 command -v flock >/dev/null 2>&1 || {{ echo "flock is not installed"; exit 0; }}
 mkdir -p "$(dirname "$lock")" && exec 9>>"$lock" || {{ echo "cannot open $lock"; exit 0; }}
-if ! flock -n 9; then
+if ! flock -w {wait} 9; then
   echo "BUSY $(cat "$lock.owner" 2>/dev/null || echo unknown)"
   exit 0
 fi
@@ -62,7 +65,8 @@ class DeployLock(FactBase):
     ``("busy", the other run's owner line)``."""
 
     def command(self, owner: str) -> str:
-        return LOCK_SCRIPT.format(lock=shlex.quote(LOCK_FILE), owner=shlex.quote(owner), holder=CONNECTION)
+        return LOCK_SCRIPT.format(lock=shlex.quote(LOCK_FILE), owner=shlex.quote(owner), holder=CONNECTION,
+                                  wait=WAIT_S)
 
     def process(self, output):
         line = next((x for x in output if x.startswith(("TAKEN ", "BUSY "))), None)

@@ -294,7 +294,7 @@ NO_SSHD = "no-such-process-name"  # here the shell that starts the script stands
 
 
 def lock(tmp_path, owner: str, parent_lives_s: float = 0) -> str:
-    script = LOCK_SCRIPT.format(lock=str(tmp_path / "deploy.lock"), owner=f"'{owner}'", holder=NO_SSHD)
+    script = LOCK_SCRIPT.format(lock=str(tmp_path / "deploy.lock"), owner=f"'{owner}'", holder=NO_SSHD, wait=1)
     # the script holds the lock while its connection process (here: the shell that starts it) lives
     wrapper = f"sh -c {shlex.quote(script)}; sleep {parent_lives_s}"
     out = subprocess.run(["sh", "-c", wrapper], capture_output=True, text=True, timeout=30)
@@ -302,7 +302,7 @@ def lock(tmp_path, owner: str, parent_lives_s: float = 0) -> str:
 
 
 def test_a_second_deploy_is_stopped_while_the_first_holds_the_lock(tmp_path):
-    script = LOCK_SCRIPT.format(lock=str(tmp_path / "deploy.lock"), owner="'first run'", holder=NO_SSHD)
+    script = LOCK_SCRIPT.format(lock=str(tmp_path / "deploy.lock"), owner="'first run'", holder=NO_SSHD, wait=1)
     holder = subprocess.Popen(["sh", "-c", f"sh -c {shlex.quote(script)}; sleep 4"], stdout=subprocess.PIPE, text=True)
     first = holder.stdout.readline().strip()
     assert first == "TAKEN first run"
