@@ -76,7 +76,7 @@ def choose_firewall(s: Settings, state: Firewalls) -> tuple[str | None, str | No
     if state.firewalld == "active":
         return None, ("firewalld is active on this host and is not supported yet: stop and disable it "
                       "(`systemctl disable --now firewalld`) or set firewall: none and open port "
-                      f"{s.port} to {', '.join(s.allowed_sources) or 'nobody'} yourself")
+                      f"{s.public_port} to {', '.join(s.allowed_sources) or 'nobody'} yourself")
     if s.firewall == "ufw" or (s.firewall == "auto" and state.ufw == "active"):
         if state.ufw != "active":
             return None, ("firewall: ufw was asked for but ufw is not active here: enable it "
@@ -91,15 +91,21 @@ def ufw_source(cidr: str) -> str:
     return str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net)
 
 
-def guarded_ports(s: Settings, monitor: bool = False) -> dict[int, list[str]]:
+def guarded_ports(s: Settings, monitor: bool = False, extra_sources: list[str] | None = None) -> dict[int, list[str]]:
     """{port: CIDRs that may connect} for every port this host's firewall filters (loopback always may).
 
     A server: the serving port for ``allowed_sources`` and ``monitor_sources`` (vLLM's ``/metrics``
-    is on it) and, with ``monitor_sources``, the node exporter's port for them alone. A host of the
-    ``monitor`` group: Prometheus' port for ``allowed_sources``, its own node exporter local only."""
+    is on it) and, with ``monitor_sources``, the node exporter's port for them alone. Behind a front
+    door, its port takes the serving port's place (also for ``extra_sources``: a gateway) and vLLM's
+    own port is for nobody (vLLM listens on loopback). A host of the ``monitor`` group: Prometheus'
+    port for ``allowed_sources``, its own node exporter local only."""
     if monitor:
         return {s.prometheus_port: list(s.allowed_sources), s.node_exporter_port: []}
-    ports = {s.port: list(dict.fromkeys(s.allowed_sources + s.monitor_sources))}
+    if s.front_door:
+        sources = list(dict.fromkeys(s.allowed_sources + s.monitor_sources + list(extra_sources or [])))
+        ports = {s.front_door_port: sources, s.port: []}
+    else:
+        ports = {s.port: list(dict.fromkeys(s.allowed_sources + s.monitor_sources))}
     if s.monitor_sources:
         ports[s.node_exporter_port] = list(s.monitor_sources)
     return ports

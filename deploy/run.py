@@ -8,8 +8,10 @@ from pyinfra.operations import python
 
 from deploy.cuda_toolkit import cuda_toolkit
 from deploy.driver import nvidia_driver
-from deploy.firewall import firewall
+from deploy.firewall import firewall, guarded_ports
 from deploy.fleet import results
+from deploy.front_door import front_door
+from deploy.gateway import backend_addresses, backend_ca_pem, gateway_clients, gateway_key, gateway_sources
 from deploy.host_facts import GpuFacts, InstalledFacts, NvmlFacts, host_platform
 from deploy.host_lock import deploy_lock
 from deploy.monitor import MONITOR_GROUP, monitor_host, node_exporter
@@ -29,9 +31,34 @@ VERDICTS: dict[str, Verdict] = {}
 def inventory_settings() -> dict:
     """Every host's settings, checked before any host is touched."""
     try:
-        return validate_inventory([(h.name, h.data.dict()) for h in inventory])
+        return validate_inventory([(h.name, _with_groups(h)) for h in inventory])
     except SettingsError as exc:
         raise PyinfraError(str(exc)) from None
+
+
+def _with_groups(h) -> dict:
+    """The host's data, with ``gateway: true`` for hosts in the inventory group ``gateway``."""
+    data = h.data.dict()
+    if "gateway" in h.groups and data.get("gateway") is None:
+        data["gateway"] = True
+    return data
+
+
+def gateway_this_host(s: Settings, settings: dict[str, Settings]) -> None:
+    """A gateway: firewall and a front door over every backend of the inventory, no vLLM."""
+    backends = backend_addresses(settings)
+    if not backends:
+        stop_host(f"host {s.host}: a gateway needs backends: hosts with front_door: true in the same inventory")
+        return
+    firewall(s)
+    front_door(s, gateway_key(s.ca_dir), backends=backends, backend_ca_pem=backend_ca_pem(settings))
+    announce(s)
+
+
+def announce(s: Settings) -> None:
+    """Print the client-facing URL and the CA file (while pyinfra prepares the host's operations)."""
+    ca = f", CA file {s.ca_file} (on this controller)" if s.front_door and s.ca_file else ""
+    print(f"--> {s.host}: clients use {s.client_url}/v1{ca}", flush=True)
 
 
 def record(verdict: Verdict) -> Verdict:
@@ -77,7 +104,11 @@ def deploy_this_host() -> None:
     if not deploy_lock():  # another deploy runs on this host: stop before reading or changing anything
         return
     if MONITOR_GROUP in host.groups:
-        monitor_host(s, [settings[h.name] for h in inventory if MONITOR_GROUP not in h.groups])
+        monitor_host(s, [settings[h.name] for h in inventory
+                         if MONITOR_GROUP not in h.groups and not settings[h.name].gateway])
+        return
+    if s.gateway:
+        gateway_this_host(s, settings)
         return
     results.note(s.host, model=s.served_model_name, source_model=s.model, url=s.client_url,
                  revision=s.model_revision if s.model_source == "hub" else None, vllm_wanted=s.vllm_version)
@@ -110,13 +141,16 @@ def deploy_this_host() -> None:
     base_system(s)
     changed = vllm_venv(s)
     changed += model_weights(s)
-    rules = firewall(s)
+    rules = firewall(s, guarded_ports(s, extra_sources=gateway_sources(settings) if s.front_door else None))
     if rules is None:  # stopped (e.g. firewalld active): never serve unfiltered
         return
     node_exporter(s)
     devices = device_allow(s, gpus=len(gpu.gpus) if gpu is not None and gpu.gpus else 1, wsl=platform.kind == "wsl2")
     service(s, changed, plan_args=verdict.plan_args, kernel_env=verdict.kernel_env, firewall=rules, devices=devices)
+    if s.front_door:
+        front_door(s, s.api_key, extra_clients=gateway_clients(settings))
     wsl_port_mapping(s, platform)
+    announce(s)
     if results.results_dir() is not None:  # a rollout gates each wave on every host's verification
         python.call(name="Verify the endpoint for the rollout", function=results.finish,
                     check_command=[f"{s.current_link}/bin/python", f"{s.install_dir}/bin/endpoint_check.py",

@@ -10,7 +10,7 @@ SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 def serve_args(s: Settings, plan_args: list[str] | None = None) -> list[str]:
     """Arguments after ``python -m vllm.entrypoints.openai.api_server``; never the API key."""
     args = ["--model", s.model_dir, "--served-model-name", str(s.served_model_name),
-            "--host", s.bind_address, "--port", str(s.port)]
+            "--host", s.vllm_host, "--port", str(s.port)]
     if plan_args is not None:
         args += plan_args
     else:

@@ -358,6 +358,38 @@ HostPath = Annotated[str, AfterValidator(host_path)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 
+class Client(BaseModel):
+    """One client of the front door: its key's file on the controller, its rate and burst."""
+
+    key_file: str
+    rate: str = "10r/s"
+    burst: int = 20
+
+
+RATE = re.compile(r"^[1-9][0-9]{0,5}r/[sm]$")
+
+
+def clients_check(value: dict[str, Any]) -> dict[str, Client]:
+    """``{name: {key_file, rate, burst}}``, each part checked, as Client values."""
+    out = {}
+    for name, spec in value.items():
+        if not NAME.match(name):
+            raise Refused("client names of lower-case letters, digits, '-' or '_'", value=name)
+        if not isinstance(spec, dict) or not isinstance(spec.get("key_file"), str):
+            raise Refused(f"for client {name}: a mapping with key_file (a file on the controller)", value=spec)
+        unknown = sorted(set(spec) - {"key_file", "rate", "burst"})
+        if unknown:
+            raise Refused(f"for client {name}: only key_file, rate and burst", value=unknown)
+        rate, burst = spec.get("rate", "10r/s"), spec.get("burst", 20)
+        if not isinstance(rate, str) or not RATE.match(rate):
+            raise Refused(f"for client {name}: a rate of requests per second or minute, such as '10r/s' or "
+                          "'600r/m'", value=rate)
+        if not isinstance(burst, int) or isinstance(burst, bool) or not 0 <= burst <= 100_000:
+            raise Refused(f"for client {name}: a burst, a whole number from 0 to 100000", value=burst)
+        out[name] = Client(key_file=spec["key_file"], rate=rate, burst=burst)
+    return out
+
+
 def setting(default: Any, meaning: str, accepted: str, shown: str | None = None, **extra) -> Any:
     """A field: its default, what it means, what it accepts (used in messages for a wrong type) and,
     when the default is decided from other settings, the default as the table shows it."""
@@ -510,6 +542,33 @@ class Settings(BaseModel):
     windows_script_dir: HostPath | None = setting(
         None, "WSL2: where the Windows port script goes", "an absolute folder on the host",
         shown="None (/mnt/c/Users/Public/vllm-deploy, else <install_dir>/windows)")
+    front_door: bool | None = setting(
+        None, "nginx with TLS, a key per client and rate limits in front of vLLM, which then listens on "
+        "127.0.0.1 only (``deploy/front_door.py``, docs/front-door.md)", "true or false",
+        shown="False (True on a gateway)")
+    front_door_port: Port = setting(443, "the front door's HTTPS port: the one port clients reach",
+                                    "a TCP port number from 1 to 65535")
+    tls_cert_file: str | None = setting(None, "the operator's certificate (chain) on the controller",
+                                        "a PEM file on the controller", shown="None (the tool's CA signs one)")
+    tls_key_file: str | None = setting(None, "the operator's certificate key on the controller",
+                                       "a PEM file on the controller")
+    tls_ca_dir: str = setting("~/.local/share/vllm-deploy/ca", "controller folder of the tool's CA (``ca.crt`` "
+                              "for clients, its key 0600)", "a folder on the controller")
+    tls_names: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9.:*-]+$")]] = setting(
+        [], "more DNS names / addresses for the host's certificate (its name and address are in)",
+        "a list of DNS names or IP addresses")
+    clients: Annotated[dict[str, Any], AfterValidator(clients_check)] = setting(
+        {}, "the front door's clients: ``{name: {key_file, rate, burst}}`` (key file on the controller, rate "
+        "``10r/s`` or ``600r/m``, burst); unknown key 401, past the rate 429", "a mapping {name: {key_file, "
+        "rate, burst}} with lower-case names")
+    request_max_mib: Annotated[int, Field(ge=1, le=4096)] = setting(
+        64, "largest request body the front door takes (long prompts)", "a whole number from 1 to 4096")
+    request_timeout_s: Annotated[int, Field(ge=1, le=7 * 24 * 3600)] = setting(
+        3600, "how long the front door waits on one request or between two pieces of a stream",
+        "a whole number of seconds from 1 to 604800")
+    gateway: bool = setting(False, "this host is the fleet's gateway: a front door over every other host of the "
+                            "inventory that has one, no vLLM (``deploy/gateway.py``)", "true or false",
+                            shown="False (True in the inventory group ``gateway``)")
     # pyinfra's own connector data, read here: SSH stays open, and clients reach the host by it
     ssh_port: Port = setting(22, "(pyinfra's) SSH port: the firewall never touches it",
                              "a TCP port number from 1 to 65535")
@@ -518,12 +577,14 @@ class Settings(BaseModel):
 
     # derived, filled by load_settings; never shown
     api_key: str = Field("", repr=False, exclude=True)
+    client_keys: dict[str, str] = Field({}, repr=False, exclude=True)
 
     @model_validator(mode="after")
     def _defaults_and_cross_checks(self) -> Settings:
         self._fill_defaults()
         refused = [r for check in (self._check_backend_and_model, self._check_package, self._check_network,
-                                   self._check_folders, self._check_platform) for r in check()]
+                                   self._check_folders, self._check_platform, self._check_front_door)
+                    for r in check()]
         if refused:
             raise Refusals(refused)
         return self
@@ -544,6 +605,8 @@ class Settings(BaseModel):
             self.enforce_eager = self.backend == "cpu"
         if self.served_model_name is None:
             self.served_model_name = self.model
+        if self.front_door is None:
+            self.front_door = self.gateway
         if self.model_revision is None and self.model_source == "hub":
             self.model_revision = HUB_REVISIONS.get(self.model)
 
@@ -630,6 +693,25 @@ class Settings(BaseModel):
                                "from wheels needs no toolkit", self.cuda_toolkit, "cuda_toolkit"))
         return out
 
+    def _check_front_door(self) -> list[Refused]:
+        """The front door's cross-field checks (deploy/front_door.py, deploy/tls.py, deploy/gateway.py)."""
+        out = []
+        if self.gateway and self.front_door is False:
+            out.append(Refused("true (or unset) on a gateway host", False, "front_door"))
+        if not self.front_door:
+            return out
+        if self.front_door_port in (self.port, self.ssh_port, self.node_exporter_port):
+            out.append(Refused(f"a port other than vLLM's ({self.port}), SSH's ({self.ssh_port}) and the node "
+                               f"exporter's ({self.node_exporter_port})", self.front_door_port, "front_door_port"))
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            out.append(Refused("both tls_cert_file and tls_key_file, or neither (the tool's CA signs one)", None,
+                               "tls_key_file" if self.tls_cert_file else "tls_cert_file"))
+        for name in ("tls_cert_file", "tls_key_file"):
+            value = getattr(self, name)
+            if value and not Path(os.path.expanduser(value)).is_file():
+                out.append(Refused("a readable PEM file on the controller", value, name))
+        return out
+
     # --- derived values ---
 
     @property
@@ -662,9 +744,19 @@ class Settings(BaseModel):
         return f"{self.config_dir}/{self.service_name}.env"
 
     @property
+    def vllm_host(self) -> str:
+        """The address vLLM listens on: loopback behind a front door, else the bind address."""
+        return "127.0.0.1" if self.front_door else self.bind_address
+
+    @property
+    def public_port(self) -> int:
+        """The port clients reach and the firewall opens: the front door's, else vLLM's."""
+        return self.front_door_port if self.front_door else self.port
+
+    @property
     def check_url(self) -> str:
-        """Base URL the on-host checks use: the bind address, or loopback when bound to all."""
-        addr = self.bind_address
+        """Base URL the on-host checks use: vLLM's own address, or loopback when bound to all."""
+        addr = self.vllm_host
         if addr in ("0.0.0.0", "::"):
             addr = "127.0.0.1"
         if ":" in addr:
@@ -672,17 +764,31 @@ class Settings(BaseModel):
         return f"http://{addr}:{self.port}"
 
     @property
+    def client_address(self) -> str:
+        """The name or address clients use: the bind address, or the host's address when bound to all."""
+        if self.bind_address not in ("0.0.0.0", "::"):
+            return self.bind_address
+        return self.ssh_hostname or self.host
+
+    @property
     def client_url(self) -> str:
-        """The URL clients use: the bind address, or the host's address when bound to all."""
-        addr = self.bind_address
-        if addr in ("0.0.0.0", "::"):
-            addr = self.ssh_hostname or self.host
+        """The URL clients use (``/v1`` below it): https through the front door, else vLLM's own."""
+        addr = self.client_address
         if ":" in addr:
             addr = f"[{addr}]"
-        return f"http://{addr}:{self.port}"
+        return f"{'https' if self.front_door else 'http'}://{addr}:{self.public_port}"
+
+    @property
+    def ca_dir(self) -> Path:
+        return Path(os.path.expanduser(self.tls_ca_dir))
+
+    @property
+    def ca_file(self) -> str | None:
+        """The CA file clients are given (on the controller); None with the operator's certificate."""
+        return None if self.tls_cert_file else str(self.ca_dir / "ca.crt")
 
 
-SETTING_NAMES = tuple(name for name in Settings.model_fields if name not in ("host", "api_key"))
+SETTING_NAMES = tuple(name for name in Settings.model_fields if name not in ("host", "api_key", "client_keys"))
 
 
 # --- pyinfra's own keys, and unknown ones ---------------------------------------------------
@@ -776,6 +882,8 @@ def load_settings(host: str, data: dict[str, Any], environ: dict[str, str] | Non
         problems.extend(_messages(host, exc))
     if not problems and settings is not None:
         problems.extend(_load_api_key(settings, environ))
+    if not problems and settings is not None and settings.front_door:
+        problems.extend(_load_client_keys(settings))
     if problems:
         raise SettingsError("\n".join(dict.fromkeys(problems)))
     return settings
@@ -824,6 +932,30 @@ def _load_api_key(s: Settings, environ: dict[str, str]) -> list[str]:
             return [_problem(s.host, "api_key_env", s.api_key_env, f"a variable holding {why}")]
     s.api_key = key
     return []
+
+
+def _load_client_keys(s: Settings) -> list[str]:
+    """Read each client's key from its file on the controller; keys never appear in messages."""
+    out, seen, keys = [], {}, {}
+    for name, client in s.clients.items():
+        path = Path(os.path.expanduser(client.key_file))
+        why = key_file_refusal(path)
+        if why:
+            out.append(_problem(s.host, f"clients.{name}.key_file", client.key_file,
+                                why.replace("the API key", "the client's key")))
+            continue
+        key = path.read_text().strip()
+        why = _key_refusal(key)
+        if why:
+            out.append(f"host {s.host}: the key of client {name} in {client.key_file} is not accepted: {why}")
+        elif key in seen or key == s.api_key:
+            out.append(f"host {s.host}: client {name} has the same key as {seen.get(key, 'the server')}: "
+                       "give each its own")
+        else:
+            seen[key] = f"client {name}"
+            keys[name] = key
+    s.client_keys = keys
+    return out
 
 
 def validate_inventory(hosts: list[tuple[str, dict[str, Any]]],

@@ -28,6 +28,11 @@ gpu_servers = [
     # ("gpu1.lab.example", {}),
     # ("gpu2.lab.example", {"model": "openai/gpt-oss-120b", "tensor_parallel_size": 2}),
 ]
+# Optional: one address for the fleet (a front door over every host above: failover, session affinity);
+# give the servers ``front_door: True`` and ``clients`` (docs/front-door.md)
+gateway_hosts = [
+    # ("llm.lab.example", {}),
+]
 
 _LAB_ID = os.environ.get("VLLM_LAB_ID", "0")  # lab/hosts.py: several labs side by side
 # lab hosts named here (e.g. VLLM_LAB_MONITOR=lab3) form the ``monitor`` group: Prometheus, no vLLM
@@ -36,12 +41,15 @@ _LAB_DIR = Path(os.environ.get("VLLM_LAB_DIR") or "/var/tmp/vllm-lab" + ("" if _
 
 
 def _lab_hosts() -> list:
-    """The disposable hosts listed by the lab harness, with the settings of the cpu demo."""
+    """The disposable hosts listed by the lab harness, with the settings of the cpu demo.
+
+    ``$VLLM_LAB_SETTINGS``: a JSON file of more settings for every lab host (the tests use it)."""
     state = _LAB_DIR / "hosts.json"
     if not state.is_file():
         return []
     lab = json.loads(state.read_text())
     cores = os.cpu_count() or 1
+    more = json.loads(Path(os.environ["VLLM_LAB_SETTINGS"]).read_text()) if os.environ.get("VLLM_LAB_SETTINGS") else {}
     monitors = [f"{h['ip']}/32" for h in lab["hosts"] if h["name"] in _MONITORS]
     return [
         (h["name"], {
@@ -65,6 +73,10 @@ def _lab_hosts() -> list:
             # the monitor's Prometheus reads vLLM's /metrics and the node exporter, nobody else
             "monitor_sources": monitors,
             "scrape_interval_s": 5,
+            # the front door (off unless front_door: true): the lab's own CA and one client key (lab.demo)
+            "tls_ca_dir": str(_LAB_DIR / "ca"),
+            "clients": {"demo": {"key_file": str(_LAB_DIR / "client-demo.key"), "rate": "10r/s", "burst": 20}},
+            **more,
         })
         for i, h in enumerate(lab["hosts"])
     ]
@@ -72,7 +84,14 @@ def _lab_hosts() -> list:
 
 if gpu_servers:
     gpu_servers = (gpu_servers, _common)
+    if gateway_hosts:
+        gateway = (gateway_hosts, _common)
 else:
-    lab_hosts = ([h for h in _lab_hosts() if h[0] not in _MONITORS], _common)
+    # $VLLM_LAB_GATEWAY=N: the last N lab hosts (not monitors) are the fleet's gateway
+    _servers = [h for h in _lab_hosts() if h[0] not in _MONITORS]
+    _n_gateway = int(os.environ.get("VLLM_LAB_GATEWAY", "0"))
+    lab_hosts = (_servers[:len(_servers) - _n_gateway], _common)
+    if _n_gateway:
+        gateway = (_servers[len(_servers) - _n_gateway:], _common)
     if _MONITORS:
         monitor = ([h for h in _lab_hosts() if h[0] in _MONITORS], _common)

@@ -27,15 +27,25 @@ PORT = 8000
 WHEELS = "/opt/wheels"  # the machine's CPU torch wheel, which PyPI does not have
 
 
-def api_key(lab: Lab) -> str:
-    """The lab's API key, made once and kept in a 0600 file on this machine."""
-    path = lab.state_dir / "api-key"
+def api_key(lab: Lab, name: str = "api-key") -> str:
+    """The lab's API key (or another key named ``name``), made once and kept in a 0600 file here."""
+    path = lab.state_dir / name
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         os.write(fd, (secrets.token_urlsafe(32) + "\n").encode())
         os.close(fd)
     return path.read_text().strip()
+
+
+def client_key(lab: Lab) -> str:
+    """The key of the lab's front door client ``demo`` (inventories/lab.py), made once, 0600."""
+    return api_key(lab, "client-demo.key")
+
+
+def ca_file(state_dir: Path | str) -> Path:
+    """The lab CA's certificate: what clients verify the front doors against."""
+    return Path(state_dir) / "ca" / "ca.crt"
 
 
 def prepare(n: int = 2, ufw_hosts: int = 1, shared_uv_cache: bool = True) -> Lab:

@@ -77,7 +77,8 @@ def test_unit_passes_systemd_analyze_verify(tmp_path):
 
 
 def test_nft_rules_filter_only_the_serving_port():
-    s = host_settings(bind_address="0.0.0.0", allowed_sources=["10.123.0.1/32", "fd00::/64", "192.168.1.7/24"])
+    s = host_settings(bind_address="0.0.0.0", allowed_sources=["10.123.0.1/32", "fd00::/64", "192.168.1.7/24"],
+                      front_door=False)
     rules = nft_rules_text(s)
     assert "ip saddr { 10.123.0.1/32, 192.168.1.0/24 } tcp dport 8000 accept" in rules
     assert "ip6 saddr { fd00::/64 } tcp dport 8000 accept" in rules
