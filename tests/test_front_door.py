@@ -139,6 +139,8 @@ def test_nginx_site_has_no_secret_and_the_rules_of_the_front_door(tmp_path, keys
     assert "client_max_body_size 64m;" in text and "listen 0.0.0.0:443 ssl;" in text
     assert "limit_req_zone $vllm_rate_1 zone=vllm_alice:1m rate=2r/m;" in text
     assert "limit_req zone=vllm_alice burst=1 nodelay;" in text and "limit_req zone=vllm_bob burst=20 nodelay;" in text
+    zero = settings(tmp_path, **EXPOSED, clients={"alice": {"key_file": keys["alice"], "burst": 0}})
+    assert "limit_req zone=vllm_alice;" in conf_text(zero, client_rows(zero))  # nginx refuses "burst=0"
     assert "alice 30;" in text  # Retry-After for 2 requests a minute
     assert "allow 10.0.0.9/32;\n        deny all;" in text
     assert "server 127.0.0.1:8000;" in text and "$http_authorization" not in text.split("log_format")[1].split(";")[0]
@@ -181,7 +183,8 @@ def test_gateway_plans_backends_sources_and_its_own_key(tmp_path):
 @pytest.mark.parametrize("backends", [None, ["10.0.0.11:443", "10.0.0.12:443"]])
 def test_nginx_accepts_the_rendered_configuration(tmp_path, keys, backends):
     """nginx -t on the site (a host's, a gateway's), its secret includes and a certificate of the CA."""
-    s = settings(tmp_path, **EXPOSED, monitor_sources=["10.0.0.9/32"], clients={"alice": {"key_file": keys["alice"]}})
+    s = settings(tmp_path, **EXPOSED, monitor_sources=["10.0.0.9/32"],
+                 clients={"alice": {"key_file": keys["alice"]}, "bob": {"key_file": keys["bob"], "burst": 0}})
     secret_dir = tmp_path / "etc"
     secret_dir.mkdir()
     tls = issue_host_cert(tmp_path / "ca", "gpu1", host_names("gpu1", "10.0.0.7", []))
