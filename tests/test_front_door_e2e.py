@@ -1,8 +1,7 @@
 """End to end: the front door and the gateway on real disposable hosts, used with the OpenAI SDK.
 
 Three hosts: lab1 and lab2 serve the tiny model behind their front doors (nftables), lab3 is the
-fleet's gateway (ufw, no vLLM): deployed here; its traffic test (spread, affinity, failover) is not on
-main yet. Clients are this machine (an allowed source and the monitoring
+fleet's gateway (ufw, no vLLM). Clients are this machine (an allowed source and the monitoring
 address) and the lab's outsider namespace (an allowed source, not a monitor). Every TLS connection
 is checked against the lab's CA. Run pytest with -s to see the SDK session and the timings.
 """
@@ -199,3 +198,60 @@ def test_a_key_rotated_while_a_stream_runs(fleet):
     assert [m.id for m in sdk(fleet, h, new).models.list()] == [MODEL]
     with pytest.raises(openai.AuthenticationError):
         sdk(fleet, h, old).models.list()
+
+
+def delta(backends, before: list[int]) -> list[int]:
+    return [a - b for a, b in zip(served(backends), before, strict=True)]
+
+
+def served(backends) -> list[int]:
+    """Chat completions each backend's front door served to the gateway (its access log)."""
+    log = "/var/log/nginx/vllm-front-door.log"
+    return [int(b.ssh(f"grep -c ' gateway .*\"POST /v1/chat/completions\" 200 ' {log} || true").stdout.strip() or 0)
+            for b in backends]
+
+
+def ask_gateway(fleet, n: int, session: str | None = None) -> list[int]:
+    client = sdk(fleet, fleet.gateway, fleet.keys["demo"])
+    codes = []
+    for i in range(n):
+        answer = client.chat.completions.with_raw_response.create(
+            model=MODEL, messages=[{"role": "user", "content": f"Question {i}?"}], max_tokens=4,
+            extra_headers={"X-Session-ID": session or f"s-{secrets.token_hex(4)}"})
+        codes.append(answer.status_code)
+    return codes
+
+
+def test_gateway_spreads_keeps_sessions_fails_over_and_takes_a_backend_back(fleet):
+    backends = fleet.backends
+    for b in backends:  # backends let the gateway through the firewall
+        assert f"{fleet.gateway.ip}" in b.ssh(["nft", "list", "table", "inet", "vllm_guard"]).stdout
+    before = served(backends)
+    assert ask_gateway(fleet, 16) == [200] * 16
+    spread = delta(backends, before)
+    assert sum(spread) == 16 and min(spread) > 0, spread
+    before = served(backends)
+    assert ask_gateway(fleet, 6, session="conversation-1") == [200] * 6
+    sticky = delta(backends, before)
+    assert sorted(sticky) == [0, 6], sticky
+    # one backend stopped: every request still succeeds, on the other
+    backends[1].ssh("systemctl stop vllm.service")
+    before = served(backends)
+    t = time.monotonic()
+    assert ask_gateway(fleet, 10) == [200] * 10
+    TIMINGS["10 requests with one backend down"] = time.monotonic() - t
+    down = delta(backends, before)
+    assert down == [10, 0], down
+    # back again: after nginx's fail_timeout it gets traffic again
+    backends[1].ssh("systemctl start vllm.service")
+    t = time.monotonic()
+    while backends[1].ssh("curl -sf -o /dev/null http://127.0.0.1:8000/health").returncode != 0:
+        assert time.monotonic() - t < 180, "vllm did not come back on " + backends[1].name
+        time.sleep(2)
+    TIMINGS["backend restart to healthy"] = time.monotonic() - t
+    time.sleep(11)  # fail_timeout 10 s
+    before = served(backends)
+    assert ask_gateway(fleet, 16) == [200] * 16
+    back = delta(backends, before)
+    assert back[1] > 0, back
+    print(f"\ngateway: spread {spread}, one session {sticky}, one backend down {down}, back {back}")
