@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import subprocess
 import sys
 import time
@@ -283,13 +284,16 @@ secret_file(name="Environment file only (a deploy that stops here)", path=s.env_
 """
 
 
-def test_a_deploy_stopped_after_the_key_is_written_is_finished_by_the_next_run(lab, deployed, key, tmp_path):
+def test_a_deploy_stopped_after_the_key_is_written_is_finished_by_the_next_run(lab, deployed, key, request):
     """Key rotation, interrupted between writing the environment file and the restart."""
     h = lab.hosts[0]
     path = lab.state_dir / "api-key"
-    new_key = "rotated-" + "k" * 32
+    # a fresh key each run: the lab's key file outlives the lab, and a key rotated to itself changes nothing
+    new_key = "rotated-" + secrets.token_urlsafe(24)
+    assert new_key != key
     path.write_text(new_key + "\n")
     os.chmod(path, 0o600)
+    request.addfinalizer(lambda: path.write_text(key + "\n"))  # the next lab starts from the key it had
     (demo.ROOT / ".env_only_deploy.py").write_text(ENV_ONLY)
     try:
         rc, output, _ = demo.deploy(lab, "--limit", h.name, deploy_file=".env_only_deploy.py")
