@@ -16,6 +16,8 @@ names of their own; the rootfs cache is shared.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
 import os
 import shlex
@@ -378,11 +380,42 @@ class Lab:
             return
         log(f"installing {' '.join(missing)}")
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        sh("apt-get", "update", env=env)
-        sh("apt-get", "install", "-y", "--no-install-recommends", *missing, env=env)
+        wait = ("-o", "DPkg::Lock::Timeout=600")  # another lab's harness may be installing at the same moment
+        sh("apt-get", *wait, "update", env=env)
+        sh("apt-get", *wait, "install", "-y", "--no-install-recommends", *missing, env=env)
+
+    @contextlib.contextmanager
+    def _cache_lock(self):
+        """The shared cache (key, rootfs, ufw layer) is made by one lab at a time: labs side by side
+        (VLLM_LAB_ID) on a fresh machine would otherwise run two debootstraps into one folder (seen:
+        "Couldn't download .../Packages" while another lab's debootstrap emptied it). Re-entrant."""
+        if getattr(self, "_lock_depth", 0):
+            self._lock_depth += 1
+            try:
+                yield
+            finally:
+                self._lock_depth -= 1
+            return
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.cache_dir / ".lock", "w") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                log(f"waiting for another lab to finish preparing {self.cache_dir}")
+                fcntl.flock(f, fcntl.LOCK_EX)
+            self._lock_depth = 1
+            try:
+                yield
+            finally:
+                self._lock_depth = 0
+                fcntl.flock(f, fcntl.LOCK_UN)
 
     def ensure_key(self) -> Path:
         """Generate the lab's ed25519 key pair once."""
+        with self._cache_lock():
+            return self._ensure_key()
+
+    def _ensure_key(self) -> Path:
         if not self.key_path.is_file():
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             self.key_path.with_suffix(".pub").unlink(missing_ok=True)
@@ -392,21 +425,23 @@ class Lab:
 
     def ensure_rootfs(self) -> Path:
         """Build the bookworm rootfs once (into a temp dir, renamed when complete)."""
-        self.ensure_key()
-        if _read(self.rootfs / MARKER).split("\n")[0] != ROOTFS_VERSION:
-            self._refuse_if_in_use(self.rootfs)
-            self._build_rootfs()
-        self._authorize_key(self.rootfs)
-        return self.rootfs
+        with self._cache_lock():
+            self.ensure_key()
+            if _read(self.rootfs / MARKER).split("\n")[0] != ROOTFS_VERSION:
+                self._refuse_if_in_use(self.rootfs)
+                self._build_rootfs()
+            self._authorize_key(self.rootfs)
+            return self.rootfs
 
     def ensure_ufw_layer(self) -> Path:
         """Build once an overlay layer on top of the rootfs with ufw installed."""
-        self.ensure_rootfs()
-        # the layer's marker holds the base's marker: a rebuilt base means a rebuilt layer
-        if _read(self.ufw_layer / MARKER) != "ufw on " + _read(self.rootfs / MARKER):
-            self._refuse_if_in_use(self.ufw_layer)
-            self._build_ufw_layer()
-        return self.ufw_layer
+        with self._cache_lock():
+            self.ensure_rootfs()
+            # the layer's marker holds the base's marker: a rebuilt base means a rebuilt layer
+            if _read(self.ufw_layer / MARKER) != "ufw on " + _read(self.rootfs / MARKER):
+                self._refuse_if_in_use(self.ufw_layer)
+                self._build_ufw_layer()
+            return self.ufw_layer
 
     def _refuse_if_in_use(self, path: Path) -> None:
         """Raise if a mounted overlay uses path as a lower layer."""
