@@ -6,9 +6,11 @@ Each case boots fresh lab hosts with empty uv caches (as separate machines would
 the fleet's hub mirror), then the same command again (converged: every host verified, nothing
 changed). Bytes from outside = what the hosts pulled through the lab's NAT (apt lists and packages,
 PyPI without the cache) + what the fleet cache pulled from PyPI (its proxpi folder's growth; a
-fresh folder per case). Needs root; run it through the lab slot wrapper:
+fresh folder per case). Needs root (lab hosts; ``VLLM_LAB_ID`` picks the lab, as for the tests):
 
-    /work/tools/lab-slot .venv/bin/python bench/rollout_fleet.py [--counts 1,2,4] [--json]
+    .venv/bin/python bench/rollout_fleet.py [--counts 1,2,4] [--without-cache 4] [--json]
+
+Output of real runs: bench/rollout-run/.
 
 8 hosts do not fit: each cpu vLLM server holds ~2.3 GB of the machine's 24 GB next to the other labs.
 """

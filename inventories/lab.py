@@ -43,13 +43,15 @@ _LAB_DIR = Path(os.environ.get("VLLM_LAB_DIR") or "/var/tmp/vllm-lab" + ("" if _
 def _lab_hosts() -> list:
     """The disposable hosts listed by the lab harness, with the settings of the cpu demo.
 
-    ``$VLLM_LAB_SETTINGS``: a JSON file of more settings for every lab host (the tests use it)."""
+    ``$VLLM_LAB_SETTINGS``: a JSON file of more settings for every lab host (the tests use it); under its
+    ``per_host`` key, ``{"lab2": {...}}``, settings for single hosts (a change that fails on some hosts only)."""
     state = _LAB_DIR / "hosts.json"
     if not state.is_file():
         return []
     lab = json.loads(state.read_text())
     cores = os.cpu_count() or 1
     more = json.loads(Path(os.environ["VLLM_LAB_SETTINGS"]).read_text()) if os.environ.get("VLLM_LAB_SETTINGS") else {}
+    per_host = more.pop("per_host", {})
     monitors = [f"{h['ip']}/32" for h in lab["hosts"] if h["name"] in _MONITORS]
     return [
         (h["name"], {
@@ -77,6 +79,7 @@ def _lab_hosts() -> list:
             "tls_ca_dir": str(_LAB_DIR / "ca"),
             "clients": {"demo": {"key_file": str(_LAB_DIR / "client-demo.key"), "rate": "10r/s", "burst": 20}},
             **more,
+            **per_host.get(h["name"], {}),
         })
         for i, h in enumerate(lab["hosts"])
     ]
