@@ -130,8 +130,7 @@ def front_door(s: Settings, upstream_key: str, extra_clients: dict[str, str] | N
     server.shell(name="nginx -t, then reload (clients change without a vLLM restart or a cut stream)",
                  commands=["nginx -t -q", "systemctl reload-or-restart nginx.service"], _if=any_changed(*changed))
     systemd.service(name="nginx running and enabled at boot", service="nginx.service", running=True, enabled=True)
-    here = "127.0.0.1" if s.bind_address in ("0.0.0.0", "::") else s.bind_address
-    url = f"https://{here}:{s.front_door_port}/v1/models"
+    url = f"{s.front_door_check_url}/v1/models"
     server.shell(name=f"Front door answers: an unknown key gets 401 at {url}", _if=any_changed(*changed), commands=[
         "for i in 1 2 3 4 5; do code=$(curl -sk -o /dev/null -w '%{http_code}' --max-time 5 " + url + "); "
         "[ \"$code\" = 401 ] && exit 0; sleep 1; done; "

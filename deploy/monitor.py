@@ -7,7 +7,10 @@ server's vLLM ``/metrics``, its node exporter, NVIDIA's dcgm-exporter where a ho
 reloads them. Its port is open only to the monitor's ``allowed_sources``.
 
 On a server with ``monitor_sources``: Debian's node exporter, its port (and the serving port, where
-vLLM's ``/metrics`` is) open to those sources only (``deploy.firewall.guarded_ports``).
+vLLM's ``/metrics`` is) open to those sources only (``deploy.firewall.guarded_ports``). Behind a front
+door vLLM listens on loopback: Prometheus scrapes ``https://ADDRESS:front_door_port/metrics``, the
+certificate checked against the CA that signed it (``FRONT_DOOR_CA`` on the monitor), and nginx lets
+only ``monitor_sources`` have ``/metrics`` (``templates/nginx-front-door.conf.j2``).
 
 The configuration is planned by plain functions (``scrape_jobs``, ``prometheus_config``,
 ``alert_rules``); the operations only put the files and run the checks.
@@ -15,8 +18,10 @@ The configuration is planned by plain functions (``scrape_jobs``, ``prometheus_c
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from io import StringIO
+from pathlib import Path
 
 from pyinfra import host
 from pyinfra.facts.server import Which
@@ -31,6 +36,8 @@ from deploy.system import install_os_packages
 MONITOR_GROUP = "monitor"  # hosts of this inventory group run Prometheus, not vLLM
 PROMETHEUS_CONFIG = "/etc/prometheus/prometheus.yml"
 ALERT_RULES = "/etc/prometheus/vllm-alerts.yml"
+# the CAs of the servers' front doors: what Prometheus checks their certificates against
+FRONT_DOOR_CA = "/etc/prometheus/vllm-front-door-ca.crt"
 # Debian's units read their flags from these files ($ARGS)
 PROMETHEUS_DEFAULTS = "/etc/default/prometheus"
 NODE_EXPORTER_DEFAULTS = "/etc/default/prometheus-node-exporter"
@@ -60,26 +67,55 @@ ALERTS = (
 )
 
 
+def _bracketed(address: str) -> str:
+    return f"[{address}]" if ":" in address else address
+
+
 def scrape_jobs(servers: list[Settings], monitor: Settings) -> dict[str, list[dict]]:
-    """{job: [{"target": "address:port", "host": inventory name}]} from the servers' settings (the
-    address pyinfra reaches a server at, ``ssh_hostname``, is the one the monitor scrapes)."""
+    """{job: [{"target": "address:port", "host": inventory name, "scheme": "http" or "https"}]} from
+    the servers' settings (the address pyinfra reaches a server at, ``ssh_hostname``, is the one the
+    monitor scrapes; behind a front door, the address its certificate names and clients use)."""
     jobs: dict[str, list[dict]] = {"vllm": [], "node": [], "dcgm": []}
     for s in servers:
-        name, address = s.host, s.ssh_hostname or s.host
-        if ":" in address:
-            address = f"[{address}]"
-        jobs["vllm"].append({"target": f"{address}:{s.port}", "host": name})
+        name, address = s.host, _bracketed(s.ssh_hostname or s.host)
+        if s.front_door:
+            jobs["vllm"].append({"target": f"{_bracketed(s.client_address)}:{s.front_door_port}", "host": name,
+                                 "scheme": "https"})
+        else:
+            jobs["vllm"].append({"target": f"{address}:{s.port}", "host": name, "scheme": "http"})
         if s.monitor_sources:
-            jobs["node"].append({"target": f"{address}:{s.node_exporter_port}", "host": name})
+            jobs["node"].append({"target": f"{address}:{s.node_exporter_port}", "host": name, "scheme": "http"})
         if s.dcgm_exporter_port:
-            jobs["dcgm"].append({"target": f"{address}:{s.dcgm_exporter_port}", "host": name})
-    jobs["node"].append({"target": f"127.0.0.1:{monitor.node_exporter_port}", "host": monitor.host})
+            jobs["dcgm"].append({"target": f"{address}:{s.dcgm_exporter_port}", "host": name, "scheme": "http"})
+    jobs["node"].append({"target": f"127.0.0.1:{monitor.node_exporter_port}", "host": monitor.host, "scheme": "http"})
     return {job: targets for job, targets in jobs.items() if targets}
 
 
+def front_door_ca_pem(servers: list[Settings]) -> str:
+    """The certificates the servers' front doors are checked against: each tool CA that signed one,
+    and the chain file of each operator's certificate (its issuers); "" without a front door."""
+    from cryptography.hazmat.primitives import serialization
+
+    from deploy.tls import ensure_ca
+
+    pems = []
+    for s in servers:
+        if not s.front_door:
+            continue
+        if s.tls_cert_file:
+            pems.append(Path(os.path.expanduser(s.tls_cert_file)).read_text())
+        else:
+            pems.append(ensure_ca(s.ca_dir)[0].public_bytes(serialization.Encoding.PEM).decode())
+    return "".join(pem if pem.endswith("\n") else pem + "\n" for pem in dict.fromkeys(pems))
+
+
 def prometheus_config(servers: list[Settings], monitor: Settings) -> str:
-    return render("prometheus.yml.j2", jobs=scrape_jobs(servers, monitor), interval=monitor.scrape_interval_s,
-                  rules=ALERT_RULES)
+    """prometheus.yml: one job per kind of target; a front door's target is scraped over https
+    (the target's ``__scheme__`` label) with the certificate checked against ``FRONT_DOOR_CA``."""
+    jobs = scrape_jobs(servers, monitor)
+    https = any(t["scheme"] == "https" for targets in jobs.values() for t in targets)
+    return render("prometheus.yml.j2", jobs=jobs, interval=monitor.scrape_interval_s, rules=ALERT_RULES,
+                  ca_file=FRONT_DOOR_CA if https else None)
 
 
 def alert_rules() -> str:
@@ -100,11 +136,14 @@ def monitor_host(s: Settings, servers: list[Settings]) -> None:
                          src=StringIO(render("prometheus.default.j2", port=s.prometheus_port)),
                          dest=PROMETHEUS_DEFAULTS, mode="644")
     node_defaults = _node_exporter_defaults(s)
+    ca_pem = front_door_ca_pem(servers)
+    ca = files.put(name=f"CA of the servers' front doors ({FRONT_DOOR_CA})", src=StringIO(ca_pem),
+                   dest=FRONT_DOOR_CA, mode="644") if ca_pem else None
     config = files.put(name=f"Prometheus scrape targets ({len(servers)} servers)",
                        src=StringIO(prometheus_config(servers, s)), dest=PROMETHEUS_CONFIG, mode="644")
     rules = files.put(name=f"Alert rules ({', '.join(a.name for a in ALERTS)})", src=StringIO(alert_rules()),
                       dest=ALERT_RULES, mode="644")
-    checked = any_changed(config, rules)
+    checked = any_changed(*(op for op in (config, rules, ca) if op is not None))
     server.shell(name="promtool checks the configuration and the alert rules",
                  commands=[f"promtool check config {PROMETHEUS_CONFIG}"], _if=checked)
     _running("prometheus-node-exporter", node_defaults)

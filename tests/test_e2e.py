@@ -31,7 +31,12 @@ def lab():
     t = time.monotonic()
     lab = demo.prepare(2, ufw_hosts=1)
     TIMINGS["hosts up (2)"] = time.monotonic() - t
+    # these tests are about vLLM's own port (8000: its firewall, key, rollback); behind the front door,
+    # on by default for hosts bound to 0.0.0.0, it would be loopback only (tests/test_front_door_e2e.py)
+    (lab.state_dir / "e2e-settings.json").write_text('{"front_door": false}')
+    os.environ["VLLM_LAB_SETTINGS"] = str(lab.state_dir / "e2e-settings.json")
     yield lab
+    os.environ.pop("VLLM_LAB_SETTINGS", None)
     lab.down()
     print("\nTIMINGS " + ", ".join(f"{k}: {v:.1f} s" for k, v in TIMINGS.items()))
 

@@ -20,7 +20,7 @@ from deploy.firewall import guarded_ports, nft_rules_text, ufw_wanted_rules
 from deploy.front_door import client_rows, clients_map_text, conf_text, retry_after_s, upstream_auth_text
 from deploy.gateway import backend_addresses, gateway_clients, gateway_sources
 from deploy.serving import serve_args
-from deploy.settings import SettingsError, load_settings, validate_inventory
+from deploy.settings import SettingsError, load_settings, validate_inventory, with_groups
 from deploy.tls import FLEET_NAME, cert_names, ensure_ca, host_names, issue_host_cert
 
 KEY = {"VLLM_API_KEY": "s" * 32}
@@ -54,10 +54,22 @@ def problem(tmp_path, **data) -> str:
     return str(err.value)
 
 
-def test_asked_for_it_moves_vllm_to_loopback_and_clients_to_https(tmp_path):
-    local = settings(tmp_path)
+def test_on_by_default_beyond_loopback_and_an_explicit_value_wins(tmp_path):
+    local = settings(tmp_path)  # bound to 127.0.0.1 (the default): nobody else reaches it, no front door
     assert local.front_door is False and local.client_url == "http://127.0.0.1:8000"
-    assert settings(tmp_path, bind_address="0.0.0.0", allowed_sources=["10.0.0.0/24"]).front_door is False
+    assert settings(tmp_path, bind_address="127.0.0.2").front_door is False
+    exposed = settings(tmp_path, bind_address="0.0.0.0", allowed_sources=["10.0.0.0/24"], ssh_hostname="10.0.0.7")
+    assert exposed.front_door is True and exposed.vllm_host == "127.0.0.1"
+    assert exposed.client_url == "https://10.0.0.7:443"
+    one_address = settings(tmp_path, bind_address="10.0.0.7", allowed_sources=["10.0.0.0/24"])
+    assert one_address.front_door is True and one_address.client_url == "https://10.0.0.7:443"
+    kept_off = settings(tmp_path, bind_address="0.0.0.0", allowed_sources=["10.0.0.0/24"], front_door=False)
+    assert kept_off.front_door is False and kept_off.vllm_host == "0.0.0.0" and kept_off.public_port == 8000
+    assert settings(tmp_path, front_door=True).front_door is True  # loopback, asked for: TLS on this machine
+    assert settings(tmp_path, gateway=True, bind_address="127.0.0.1").front_door is True
+
+
+def test_asked_for_it_moves_vllm_to_loopback_and_clients_to_https(tmp_path):
     s = settings(tmp_path, **EXPOSED, ssh_hostname="10.0.0.7")
     assert s.front_door is True and s.vllm_host == "127.0.0.1" and s.public_port == 443
     assert s.client_url == "https://10.0.0.7:443" and s.check_url == "http://127.0.0.1:8000"
@@ -177,6 +189,29 @@ def test_gateway_plans_backends_sources_and_its_own_key(tmp_path):
     assert "hash $vllm_affinity consistent;" in text and "server 10.0.0.12:8443 max_fails=1" in text
     assert f"proxy_ssl_name {FLEET_NAME};" in text and "proxy_ssl_verify on;" in text
     assert "non_idempotent" in text and "location = /metrics" not in text
+
+
+def test_every_exposed_host_is_a_gateway_backend_by_default_and_a_loopback_one_is_refused(tmp_path):
+    common = {"tls_ca_dir": str(tmp_path / "ca"), "bind_address": "0.0.0.0", "allowed_sources": ["10.0.0.0/24"]}
+    fleet = [("lab1", {**common, "ssh_hostname": "10.0.0.11"}),  # no front_door given: on, so a backend
+             ("lab2", {**common, "ssh_hostname": "10.0.0.12", "front_door": False}),  # kept out by its operator
+             ("gw", {**with_groups({**common, "ssh_hostname": "10.0.0.20"}, ["gateway"])}),
+             ("local", {"tls_ca_dir": str(tmp_path / "ca")})]  # loopback, front door off: not a backend
+    assert backend_addresses(validate_inventory(fleet, environ=KEY)) == ["10.0.0.11:443"]
+    with pytest.raises(SettingsError) as err:  # a front door on loopback cannot be the gateway's backend
+        validate_inventory(fleet + [("lo", {"tls_ca_dir": str(tmp_path / "ca"), "front_door": True})], environ=KEY)
+    assert ("host lo: setting bind_address='127.0.0.1' is not accepted: an address the gateway (gw) can reach"
+            in str(err.value))
+    # without a gateway the same host is fine: TLS and client keys on this machine
+    assert validate_inventory([("lo", {"tls_ca_dir": str(tmp_path / "ca"), "front_door": True})],
+                              environ=KEY)["lo"].front_door is True
+
+
+def test_a_monitor_host_gets_no_front_door_unless_asked(tmp_path):
+    exposed = {"bind_address": "0.0.0.0", "allowed_sources": ["10.0.0.0/24"]}
+    assert with_groups(exposed, ["monitor"])["front_door"] is False  # Prometheus, no vLLM behind it
+    assert with_groups({**exposed, "front_door": True}, ["monitor"])["front_door"] is True
+    assert "front_door" not in with_groups(exposed, ["lab_hosts"]) and with_groups({}, ["gateway"])["gateway"]
 
 
 @pytest.mark.skipif(not shutil.which("nginx") and not os.path.exists("/usr/sbin/nginx"), reason="no nginx here")

@@ -28,7 +28,8 @@ from tests.harness import UPLOADS, run_ops
 KEY = "sk-test-0123456789abcdef"
 ROOT = Path(__file__).resolve().parent.parent
 CPU = {"backend": "cpu", "model": "tiny-chat", "model_source": "path", "model_path": "/srv/tiny",
-       "bind_address": "0.0.0.0", "allowed_sources": ["10.123.0.1/32"]}
+       "bind_address": "0.0.0.0", "allowed_sources": ["10.123.0.1/32"],
+       "front_door": False}  # these tests are about vLLM's own port, which the front door moves to loopback
 
 
 def settings(**data):

@@ -8,10 +8,14 @@ import subprocess
 
 import pytest
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from deploy.firewall import guarded_ports, nft_rules_text, ufw_wanted_rules
-from deploy.monitor import ALERTS, alert_rules, prometheus_config, scrape_jobs
+from deploy.front_door import host_tls
+from deploy.monitor import ALERTS, FRONT_DOOR_CA, alert_rules, front_door_ca_pem, prometheus_config, scrape_jobs
 from deploy.settings import SettingsError, load_settings
+from deploy.tls import cert_names, ensure_ca
 
 KEY = "sk-test-" + "0123456789abcdef"
 
@@ -20,34 +24,70 @@ def settings(name="gpu1", **data):
     return load_settings(name, data, environ={"VLLM_API_KEY": KEY})
 
 
-def fleet():
+def fleet(ca_dir):
     a = settings("gpu1", bind_address="0.0.0.0", allowed_sources=["10.0.0.0/24"], monitor_sources=["10.0.9.5/32"],
-                 ssh_hostname="10.0.0.11")
+                 ssh_hostname="10.0.0.11", front_door=False)  # vLLM's own port, scraped over http
     b = settings("gpu2", bind_address="0.0.0.0", allowed_sources=["10.0.0.0/24"], monitor_sources=["10.0.9.5/32"],
-                 port=8001, dcgm_exporter_port=9400)
+                 port=8001, dcgm_exporter_port=9400, tls_ca_dir=str(ca_dir))  # a front door, by default
     c = settings("gpu3", ssh_hostname="fd00::3")  # no monitor_sources: no node exporter there
     servers = [a, b, c]
     return servers, settings("mon", allowed_sources=["10.0.0.1/32"], scrape_interval_s=5)
 
 
-def test_scrape_targets_come_from_the_inventory_with_the_host_name_as_label():
-    servers, mon = fleet()
+def test_scrape_targets_come_from_the_inventory_with_the_host_name_as_label(tmp_path):
+    servers, mon = fleet(tmp_path)
     jobs = scrape_jobs(servers, mon)
-    assert jobs["vllm"] == [{"target": "10.0.0.11:8000", "host": "gpu1"}, {"target": "gpu2:8001", "host": "gpu2"},
-                            {"target": "[fd00::3]:8000", "host": "gpu3"}]
-    assert jobs["node"] == [{"target": "10.0.0.11:9100", "host": "gpu1"}, {"target": "gpu2:9100", "host": "gpu2"},
-                            {"target": "127.0.0.1:9100", "host": "mon"}]
-    assert jobs["dcgm"] == [{"target": "gpu2:9400", "host": "gpu2"}]
+    assert jobs["vllm"] == [{"target": "10.0.0.11:8000", "host": "gpu1", "scheme": "http"},
+                            {"target": "gpu2:443", "host": "gpu2", "scheme": "https"},  # its front door
+                            {"target": "[fd00::3]:8000", "host": "gpu3", "scheme": "http"}]
+    assert [(t["target"], t["host"]) for t in jobs["node"]] == [
+        ("10.0.0.11:9100", "gpu1"), ("gpu2:9100", "gpu2"), ("127.0.0.1:9100", "mon")]
+    assert jobs["dcgm"] == [{"target": "gpu2:9400", "host": "gpu2", "scheme": "http"}]
 
 
-def test_prometheus_config_is_yaml_prometheus_reads():
-    servers, mon = fleet()
+def test_prometheus_config_is_yaml_prometheus_reads(tmp_path):
+    servers, mon = fleet(tmp_path)
     config = yaml.safe_load(prometheus_config(servers, mon))
     assert config["global"]["scrape_interval"] == "5s" and config["global"]["scrape_timeout"] == "5s"
     assert config["rule_files"] == ["/etc/prometheus/vllm-alerts.yml"]
-    by_job = {job["job_name"]: job["static_configs"] for job in config["scrape_configs"]}
+    by_job = {job["job_name"]: job for job in config["scrape_configs"]}
     assert set(by_job) == {"vllm", "node", "dcgm"}
-    assert by_job["vllm"][0] == {"targets": ["10.0.0.11:8000"], "labels": {"host": "gpu1"}}
+    assert by_job["vllm"]["static_configs"][0] == {"targets": ["10.0.0.11:8000"], "labels": {"host": "gpu1"}}
+
+
+def test_a_front_door_is_scraped_over_https_checked_against_its_ca(tmp_path):
+    servers, mon = fleet(tmp_path)
+    config = yaml.safe_load(prometheus_config(servers, mon))
+    by_job = {job["job_name"]: job for job in config["scrape_configs"]}
+    # one job "vllm" (the alerts and the status query it by name): the scheme is the target's own label
+    assert by_job["vllm"]["static_configs"][1] == {"targets": ["gpu2:443"],
+                                                   "labels": {"host": "gpu2", "__scheme__": "https"}}
+    assert by_job["vllm"]["tls_config"] == {"ca_file": FRONT_DOOR_CA}
+    assert "tls_config" not in by_job["node"] and "tls_config" not in by_job["dcgm"]
+    assert "scheme" not in by_job["vllm"]  # http stays the default for gpu1 and gpu3
+    ca = x509.load_pem_x509_certificate(front_door_ca_pem(servers).encode())
+    assert ca.subject == ensure_ca(tmp_path)[0].subject  # the CA that signed gpu2's certificate
+    # no front door anywhere: no CA file, no tls_config (the configuration of before)
+    bare = [s.model_copy(update={"front_door": False}) for s in servers]
+    assert front_door_ca_pem(bare) == "" and "tls_config" not in prometheus_config(bare, mon)
+
+
+def test_the_scraped_address_is_named_by_the_front_doors_certificate(tmp_path):
+    s = settings("gpu5", bind_address="10.0.0.5", allowed_sources=["10.0.0.0/24"], ssh_hostname="gpu5.lab",
+                 tls_ca_dir=str(tmp_path))
+    (target,) = scrape_jobs([s], settings("mon"))["vllm"]
+    assert target == {"target": "10.0.0.5:443", "host": "gpu5", "scheme": "https"}  # where nginx listens
+    assert "10.0.0.5" in cert_names(x509.load_pem_x509_certificate(host_tls(s).cert_pem.encode()))
+
+
+def test_an_operators_certificate_chain_is_what_prometheus_trusts(tmp_path):
+    chain = tmp_path / "chain.pem"
+    chain.write_text(ensure_ca(tmp_path / "operator-ca")[0].public_bytes(serialization.Encoding.PEM).decode())
+    key = tmp_path / "server.key"
+    key.write_text("unused here")
+    s = settings("gpu6", bind_address="0.0.0.0", allowed_sources=["10.0.0.0/24"], tls_cert_file=str(chain),
+                 tls_key_file=str(key))
+    assert front_door_ca_pem([s]) == chain.read_text()
 
 
 def test_alert_rules_cover_a_full_kv_cache_waiting_requests_and_a_host_down():
@@ -68,7 +108,9 @@ def test_promtool_accepts_the_rules(tmp_path):
 
 
 def test_metrics_ports_open_only_to_the_monitor():
-    s = settings(bind_address="0.0.0.0", allowed_sources=["10.0.0.0/24"], monitor_sources=["10.0.9.5/32"])
+    # vLLM's own port (no front door); behind one: the next test
+    s = settings(bind_address="0.0.0.0", allowed_sources=["10.0.0.0/24"], monitor_sources=["10.0.9.5/32"],
+                 front_door=False)
     assert guarded_ports(s) == {8000: ["10.0.0.0/24", "10.0.9.5/32"], 9100: ["10.0.9.5/32"]}
     rules = nft_rules_text(s)
     assert "ip saddr { 10.0.9.5/32 } tcp dport 9100 accept" in rules and "tcp dport 9100 counter drop" in rules
@@ -81,8 +123,13 @@ def test_metrics_ports_open_only_to_the_monitor():
         "ufw deny 9100/tcp",
     ]
     # without a monitor nothing changes: one port, as before
-    assert guarded_ports(settings(bind_address="0.0.0.0", allowed_sources=["10.0.0.0/24"])) == {
+    assert guarded_ports(settings(bind_address="0.0.0.0", allowed_sources=["10.0.0.0/24"], front_door=False)) == {
         8000: ["10.0.0.0/24"]}
+
+
+def test_behind_a_front_door_metrics_are_on_its_port_for_the_monitor_too():
+    s = settings(bind_address="0.0.0.0", allowed_sources=["10.0.0.0/24"], monitor_sources=["10.0.9.5/32"])
+    assert guarded_ports(s) == {443: ["10.0.0.0/24", "10.0.9.5/32"], 8000: [], 9100: ["10.0.9.5/32"]}
 
 
 def test_the_monitor_opens_prometheus_to_its_allowed_sources_and_its_node_exporter_to_nobody():

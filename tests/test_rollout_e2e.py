@@ -72,6 +72,7 @@ def rollout(lab, report_dir: Path, *args: str, fleet: Path, commit: str, setting
     cmd = [sys.executable, "-m", "deploy.rollout", "inventories/lab.py", "--report-dir", str(report_dir),
            "--data", "model_source=hub", "--data", f"model_revision={commit}",
            "--fleet-cache", CONTROLLER_IP, "--fleet-cache-dir", str(fleet), *args]
+    cmd += ["--data", "front_door=false"]  # about vLLM's own port (demo.chat, URLs on :8000): no front door
     t = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)

@@ -42,8 +42,10 @@ def test_defaults_are_a_working_cuda_host():
 
 
 def test_client_url_names_the_host_when_bound_to_all():
-    s = settings(bind_address="0.0.0.0", allowed_sources=["10.0.0.0/24"], ssh_hostname="10.0.0.7")
+    s = settings(bind_address="0.0.0.0", allowed_sources=["10.0.0.0/24"], ssh_hostname="10.0.0.7", front_door=False)
     assert s.client_url == "http://10.0.0.7:8000" and s.check_url == "http://127.0.0.1:8000"
+    assert settings(bind_address="0.0.0.0", allowed_sources=["10.0.0.0/24"],
+                    ssh_hostname="10.0.0.7").client_url == "https://10.0.0.7:443"  # the front door, by default
 
 
 def test_gptoss_build_gets_its_own_index_and_strategy():

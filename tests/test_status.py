@@ -6,14 +6,19 @@ whose host refuses SSH (a closed port on loopback): no lab needed for "down" and
 """
 
 import json
+import shlex
+import ssl
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from deploy.host_facts import parse_gpu_report
 from deploy.settings import load_settings
 from deploy.status import HEADERS, HostStatus, apply_prometheus, host_status, report_entries, table_cells
-from deploy.status_facts import parse_serving
+from deploy.status_facts import PROBE, parse_serving, serving_command
+from deploy.tls import host_names, issue_host_cert
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures" / "status"
@@ -22,7 +27,8 @@ KEY = "sk-test-" + "0123456789abcdef"
 
 def settings(name="lab2", **data):
     data = {"backend": "cpu", "model": "tiny-chat", "model_source": "path", "model_path": "/srv/tiny",
-            "served_model_name": "tiny-chat", "bind_address": "0.0.0.0", "allowed_sources": ["10.0.0.1/32"], **data}
+            "served_model_name": "tiny-chat", "bind_address": "0.0.0.0", "allowed_sources": ["10.0.0.1/32"],
+            "front_door": False, **data}  # the recorded probes read vLLM's own port; the front door: below
     return load_settings(name, data, environ={"VLLM_API_KEY": KEY})
 
 
@@ -151,3 +157,65 @@ def test_the_rollouts_own_report_is_read(tmp_path):
     assert row.last_deploy == {"state": SERVED, "reason": None, "finished": built["finished"], "vllm_after": "0.32.0"}
     assert row.revision == "a" * 40
     assert table_cells(row, now=0)[-1] == f"{SERVED} {built['finished']}"
+
+
+# --- behind a front door: the probe reads /health through it too ---------------------------------
+
+class _Answer(BaseHTTPRequestHandler):
+    """vLLM's stand-in (its recorded /metrics) or nginx's (``status`` for /health); nothing logged."""
+
+    status = 200
+
+    def do_GET(self):  # noqa: N802 - http.server's name
+        body = (FIXTURES / "metrics-idle.txt").read_bytes() if self.path == "/metrics" else b""
+        self.send_response(self.status if self.path == "/health" else 200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def _serve(handler, tls_dir=None) -> str:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    scheme = "http"
+    if tls_dir is not None:  # a certificate from the tool's CA, as a front door has
+        host = issue_host_cert(tls_dir, "lab2", host_names("lab2", "127.0.0.1", []))
+        (tls_dir / "cert.pem").write_text(host.cert_pem)
+        (tls_dir / "key.pem").write_text(host.key_pem)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(tls_dir / "cert.pem", tls_dir / "key.pem")
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        scheme = "https"
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"{scheme}://127.0.0.1:{server.server_address[1]}"
+
+
+def probe(*args: str) -> list[str]:
+    """status_probe.py run for real, as ServingFacts runs it on a host (``python3 -c``)."""
+    out = subprocess.run([sys.executable, "-c", PROBE.read_text(), *args], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    return ["ACTIVE=active", *out.stdout.splitlines()]
+
+
+def test_behind_a_front_door_health_is_also_read_through_it(tmp_path):
+    vllm = _serve(_Answer)
+    nginx_ok = _serve(type("Ok", (_Answer,), {"status": 200}), tmp_path / "a")
+    nginx_502 = _serve(type("Bad", (_Answer,), {"status": 502}), tmp_path / "b")
+    s = settings(front_door=True, tls_ca_dir=str(tmp_path / "ca"))
+    assert s.front_door_check_url == "https://127.0.0.1:443"
+    assert shlex.quote(s.front_door_check_url) in serving_command("vllm", "/opt/vllm", s.check_url, 2,
+                                                                  s.front_door_check_url)
+    ok = parse_serving(probe(vllm, "0.2", nginx_ok))
+    assert ok.front_door_checked and ok.front_door_health == 200 and ok.serving and ok.metrics is not None
+    bad = parse_serving(probe(vllm, "0.2", nginx_502))
+    assert bad.health == 200 and bad.front_door_health == 502 and not bad.serving
+    row = host_status(s, bad, None, None)
+    assert row.problem == "front door https://127.0.0.1:443/health answered 502 (nginx.service)"
+    assert row.url == "https://lab2:443"
+    down = parse_serving(probe(vllm, "0.2", "https://127.0.0.1:1"))  # nginx not running
+    assert down.front_door_checked and down.front_door_health is None and not down.serving
+    bare = parse_serving(probe(vllm, "0.2"))  # no front door: nothing read through one
+    assert not bare.front_door_checked and bare.serving

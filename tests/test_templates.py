@@ -97,7 +97,8 @@ def test_nft_rules_parse(tmp_path):
 
 def test_ufw_rules_never_open_ssh_wider_and_end_with_the_deny():
     """ufw is only used where it is already active: SSH stays as its admin set it, no rule for it."""
-    s = host_settings(bind_address="0.0.0.0", allowed_sources=["10.0.0.5/32", "10.1.0.0/16"], ssh_port=2222)
+    s = host_settings(bind_address="0.0.0.0", allowed_sources=["10.0.0.5/32", "10.1.0.0/16"], ssh_port=2222,
+                      front_door=False)  # vLLM's own port
     assert ufw_wanted_rules(s) == [
         "ufw allow from 10.0.0.5 to any port 8000 proto tcp",
         "ufw allow from 10.1.0.0/16 to any port 8000 proto tcp",
