@@ -48,6 +48,16 @@ def retry_after_s(rate: str | None) -> int:
     return max(1, math.ceil((60 if unit == "m" else 1) / int(count)))
 
 
+DEFAULT_CLIENT = "api-key"
+
+
+def key_holders(s: Settings, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Every key the front door takes beyond ``clients``: ``extra`` (a gateway's key) and, on a host
+    without ``clients``, the API key as client ``api-key`` (no rate): an exposed host (front door on
+    by default) takes the key its users already have, now over TLS, until it lists its clients."""
+    return {**({} if s.clients else {DEFAULT_CLIENT: s.api_key}), **(extra or {})}
+
+
 def client_rows(s: Settings, extra: dict[str, str] | None = None) -> list[Client]:
     """The host's clients, and ``extra`` key holders without a rate (a gateway's own key)."""
     rows = []
@@ -108,7 +118,8 @@ def front_door(s: Settings, upstream_key: str, extra_clients: dict[str, str] | N
     files.directory(name=f"Front door secrets folder {SECRET_DIR} (0700)", path=SECRET_DIR,
                     user="root", group="root", mode="700")
     tls = host_tls(s)
-    keys = {**s.client_keys, **(extra_clients or {})}
+    holders = key_holders(s, extra_clients)
+    keys = {**s.client_keys, **holders}
     changed = [
         removed,
         files.put(name="Front door certificate", src=StringIO(tls.cert_pem), dest=f"{SECRET_DIR}/tls.crt",
@@ -124,7 +135,7 @@ def front_door(s: Settings, upstream_key: str, extra_clients: dict[str, str] | N
                                  dest=f"{SECRET_DIR}/backend-ca.crt", user="root", group="root", mode="644"))
     changed.append(files.put(
         name=f"Front door site: https port {s.front_door_port}" + (f", {len(backends)} backends" if backends else ""),
-        src=StringIO(conf_text(s, client_rows(s, extra_clients), backends)), dest=conf_path(s),
+        src=StringIO(conf_text(s, client_rows(s, holders), backends)), dest=conf_path(s),
         user="root", group="root", mode="644"))
     # reload-or-restart: old workers finish their streams; vLLM is not touched
     server.shell(name="nginx -t, then reload (clients change without a vLLM restart or a cut stream)",

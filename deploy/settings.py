@@ -367,6 +367,8 @@ class Client(BaseModel):
 
 
 RATE = re.compile(r"^[1-9][0-9]{0,5}r/[sm]$")
+# parameters of nginx's ``map`` block (nginx.org/en/docs/http/ngx_http_map_module.html): not names
+NGINX_MAP_WORDS = ("default", "hostnames", "include", "volatile")
 
 
 def clients_check(value: dict[str, Any]) -> dict[str, Client]:
@@ -375,6 +377,9 @@ def clients_check(value: dict[str, Any]) -> dict[str, Client]:
     for name, spec in value.items():
         if not NAME.match(name):
             raise Refused("client names of lower-case letters, digits, '-' or '_'", value=name)
+        if name in NGINX_MAP_WORDS:
+            raise Refused(f"a client name other than {', '.join(NGINX_MAP_WORDS)} (words of nginx's map, where "
+                          "the front door looks clients up)", value=name)
         if not isinstance(spec, dict) or not isinstance(spec.get("key_file"), str):
             raise Refused(f"for client {name}: a mapping with key_file (a file on the controller)", value=spec)
         unknown = sorted(set(spec) - {"key_file", "rate", "burst"})
@@ -472,8 +477,9 @@ class Settings(BaseModel):
     allowed_sources: list[Annotated[str, AfterValidator(cidr_check)]] = setting(
         [], "CIDRs that may reach ``port``; required unless bound to loopback", "a list of CIDRs")
     monitor_sources: list[Annotated[str, AfterValidator(cidr_check)]] = setting(
-        [], "CIDRs that may read the metrics: vLLM's ``/metrics`` on ``port`` and Debian's node exporter, "
-        "installed on ``node_exporter_port`` when this is given (docs/monitoring.md)", "a list of CIDRs")
+        [], "CIDRs that may read the metrics: vLLM's ``/metrics`` on ``port`` (behind a front door: on its port, "
+        "for them alone) and Debian's node exporter, installed on ``node_exporter_port`` when this is given "
+        "(docs/monitoring.md)", "a list of CIDRs")
     node_exporter_port: Port = setting(9100, "the node exporter's port, open only to ``monitor_sources``",
                                        "a TCP port number from 1 to 65535")
     dcgm_exporter_port: Port | None = setting(
@@ -545,7 +551,8 @@ class Settings(BaseModel):
     front_door: bool | None = setting(
         None, "nginx with TLS, a key per client and rate limits in front of vLLM, which then listens on "
         "127.0.0.1 only (``deploy/front_door.py``, docs/front-door.md)", "true or false",
-        shown="True when ``bind_address`` is not loopback (and on a gateway), else False")
+        shown="True beyond loopback (``bind_address`` not 127.0.0.1) and on a gateway; False on loopback "
+        "and in the group ``monitor``")
     front_door_port: Port = setting(443, "the front door's HTTPS port: the one port clients reach",
                                     "a TCP port number from 1 to 65535")
     tls_cert_file: str | None = setting(None, "the operator's certificate (chain) on the controller",
@@ -559,7 +566,8 @@ class Settings(BaseModel):
         "a list of DNS names or IP addresses")
     clients: Annotated[dict[str, Any], AfterValidator(clients_check)] = setting(
         {}, "the front door's clients: ``{name: {key_file, rate, burst}}`` (key file on the controller, rate "
-        "``10r/s`` or ``600r/m``, burst); unknown key 401, past the rate 429", "a mapping {name: {key_file, "
+        "``10r/s`` or ``600r/m``, burst); unknown key 401, past the rate 429; none given: the API key is the "
+        "one client key (``api-key``, no rate)", "a mapping {name: {key_file, "
         "rate, burst}} with lower-case names")
     request_max_mib: Annotated[int, Field(ge=1, le=4096)] = setting(
         64, "largest request body the front door takes (long prompts)", "a whole number from 1 to 4096")

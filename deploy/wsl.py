@@ -195,7 +195,7 @@ def windows_path(linux_path: str, distro: str) -> str:
 
 def portproxy_script_text(s: Settings, w: WslHost, mode: str) -> str:
     return render("wsl-portproxy.ps1.j2", s=s, distro=w.distro, mode=mode, vm_creator_id=pd.WSL_VM_CREATOR_ID,
-                  rule_name=f"vllm-wsl-{s.service_name}-{s.port}", sources=list(s.allowed_sources))
+                  rule_name=f"vllm-wsl-{s.service_name}-{s.public_port}", sources=list(s.allowed_sources))
 
 
 def nat_firewall_sources(w: WslHost, mode: str) -> list[str]:
@@ -238,7 +238,7 @@ def wsl_port_mapping(s: Settings, platform: Platform) -> str | None:
         return None
     w = host.get_fact(WslFacts)
     mode, _how = networking_mode(w)
-    path = f"{script_dir(s, w)}/vllm-wsl-{s.port}.ps1"
+    path = f"{script_dir(s, w)}/vllm-wsl-{s.public_port}.ps1"  # the port clients reach: the front door's
     run = f'powershell.exe -ExecutionPolicy Bypass -File "{windows_path(path, w.distro)}"'
     on_windows_drive = path.startswith("/mnt/")
     seen = f"{mode} mode" if mode != "unknown" else "mode unknown here, the script asks Windows"

@@ -97,6 +97,7 @@ def test_clients_keys_are_read_on_the_controller_and_kept_out_of_repr(tmp_path, 
     ({"clients": {"a": {"key_file": "K", "rate": "10/s"}}}, "='10/s' is not accepted: "),
     ({"clients": {"a": {"key_file": "K", "burst": -1}}}, "=-1 is not accepted: "),
     ({"clients": {"a": {"key_file": "K", "rat": 1}}}, "only key_file, rate and burst"),
+    ({"clients": {"default": {"key_file": "K"}}}, "clients='default' is not accepted: a client name other than"),
     ({"front_door_port": 8000}, "front_door_port=8000 is not accepted: a port other than vLLM's (8000)"),
     ({"front_door_port": 22}, "front_door_port=22"),
     ({"tls_cert_file": "/x.pem"}, "both tls_cert_file and tls_key_file"),
@@ -262,3 +263,23 @@ def test_front_door_operations_on_a_debian_host_keep_every_key_out_of_commands(t
     assert "/etc/nginx/vllm/clients.map" in text
     assert 2 in [v.count('"Bearer ') for v in UPLOADS.values()]  # clients.map: alice and the gateway
     assert "Front door answers: an unknown key gets 401 at https://127.0.0.1:443/v1/models" in names
+
+
+def test_without_clients_the_api_key_is_the_one_client_key(tmp_path, keys):
+    """An exposed host gets its front door by default: its users' key keeps working, over TLS."""
+    from deploy.front_door import front_door, key_holders
+    from tests.harness import UPLOADS, run_ops
+
+    s = settings(tmp_path, bind_address="0.0.0.0", allowed_sources=["10.0.0.0/24"])
+    assert s.front_door and key_holders(s) == {"api-key": s.api_key}
+    assert key_holders(s, {"gateway": "g" * 24}) == {"api-key": s.api_key, "gateway": "g" * 24}
+    rows = {c.name: c for c in client_rows(s, key_holders(s))}
+    assert rows["api-key"].rate is None  # no limit, as on vLLM's own port before
+    facts = {"Which": lambda command: "/usr/bin/apt-get" if command == "apt-get" else None,
+             "DebPackages": {"python3": ["3.11"]}}
+    _, ops = run_ops(front_door, facts, s, s.api_key)
+    assert "Client keys: api-key (0600)" in [name for name, _ in ops]
+    assert any(f'"Bearer {s.api_key}" api-key;' in v for v in UPLOADS.values())
+    with_clients = settings(tmp_path, bind_address="0.0.0.0", allowed_sources=["10.0.0.0/24"],
+                            clients={"alice": {"key_file": keys["alice"]}})
+    assert key_holders(with_clients) == {}  # listed clients only: the API key stays nginx's own

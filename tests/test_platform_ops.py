@@ -368,7 +368,8 @@ def test_wsl_conf_keeps_the_users_lines_and_is_stable():
 
 # --- WSL2: the Windows side of the port -------------------------------------------------
 
-EXPOSED = {"bind_address": "0.0.0.0", "allowed_sources": ["192.168.10.0/24", "10.0.0.5/32"]}
+# vLLM's own port mapped (front_door: false); the front door's port: test_wsl2_maps_the_front_doors_port
+EXPOSED = {"bind_address": "0.0.0.0", "allowed_sources": ["192.168.10.0/24", "10.0.0.5/32"], "front_door": False}
 
 
 def test_wsl2_port_mapping_script_for_nat_written_to_c_and_how_to_run_it():
@@ -405,6 +406,16 @@ def test_wsl2_port_mapping_without_c_drive_goes_to_install_dir_and_loopback_need
     assert "mirrored mode" in ops[0][0]
     path, ops = run_ops(wsl_port_mapping, {"WslFacts": w}, settings(), platform(kind="wsl2"))
     assert path is None and ops == []
+
+
+def test_wsl2_maps_the_front_doors_port():
+    from deploy.wsl import portproxy_script_text
+
+    s = settings(**{**EXPOSED, "front_door": None})  # bound to 0.0.0.0: the front door, by default
+    path, _ops = run_ops(wsl_port_mapping, {"WslFacts": WSL_OK}, s, platform(kind="wsl2"))
+    assert path == "/mnt/c/Users/Public/vllm-deploy/vllm-wsl-443.ps1"
+    text = portproxy_script_text(s, WSL_OK, "nat")
+    assert "$Port = 443" in text and "8000" not in text and '$RuleName = "vllm-wsl-vllm-443"' in text
 
 
 def test_nat_mode_needs_the_windows_host_address_in_the_linux_firewall():

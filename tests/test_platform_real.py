@@ -162,10 +162,11 @@ def test_wsl_conf_turns_systemd_on_and_keeps_the_users_lines(host, deployed):
 
 
 def test_powershell_script_written_where_windows_reaches_it(host, deployed):
-    path = "/opt/vllm/windows/vllm-wsl-8000.ps1"  # no /mnt/c on this host: the install folder
+    # no /mnt/c on this host: the install folder; bound to 0.0.0.0, the port clients reach is the front door's
+    path = "/opt/vllm/windows/vllm-wsl-443.ps1"
     text = host.ssh(f"cat {path}").stdout
     assert "connectaddress=$Address" in text and "(& wsl.exe @WslArgs hostname -I)" in text
-    assert '$Sources = @("192.168.10.0/24", "10.123.0.1/32")' in text and "$Port = 8000" in text
+    assert '$Sources = @("192.168.10.0/24", "10.123.0.1/32")' in text and "$Port = 443" in text
     assert text.isascii() and text.count("{") == text.count("}") and text.count("(") == text.count(")")
     assert f'powershell.exe -ExecutionPolicy Bypass -File "\\\\wsl.localhost\\<distro>{path.replace("/", chr(92))}"' \
         in deployed
