@@ -46,7 +46,7 @@ from deploy.fleet.waves import (
     plan_waves,
     stop_reason,
 )
-from deploy.settings import SettingsError, validate_inventory
+from deploy.settings import SettingsError, validate_inventory, with_groups
 
 STATE_FILE = "state.json"
 DEPLOY_FILE = "deploy.py"
@@ -91,7 +91,7 @@ def load_hosts(inventory: str, data: list[str]) -> list[tuple[str, dict]]:
                                 "inventories/lab.py")
     with ctx_state.use(State()):
         inv = make_inventory(inventory, override_data=override_data(data), cwd=os.getcwd())
-    return [(h.name, h.data.dict()) for h in inv]
+    return [(h.name, with_groups(h.data.dict(), h.groups)) for h in inv]  # as deploy.run checks them
 
 
 class WaveRun:
