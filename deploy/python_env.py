@@ -17,6 +17,7 @@ def uv_env(s: Settings, venv: str | None = None) -> dict[str, str]:
     """Environment for uv commands: its cache, the CA bundle, and the venv to act on."""
     # uv gives each bytecode-compile step 60 s by default and fails the whole install past it: seen on a
     # loaded 2-core host ("Installed 151 packages", then exit 1 with no venv switched); 600 s, as for HTTP
+    # (the variable: uv 0.7.22 on, github.com/astral-sh/uv/pull/14369)
     env = {"UV_CACHE_DIR": f"{s.install_dir}/cache/uv", "UV_NO_PROGRESS": "1",
            "UV_COMPILE_BYTECODE": "1", "UV_COMPILE_BYTECODE_TIMEOUT": "600", "UV_HTTP_TIMEOUT": "300"}
     if s.ca_bundle:
