@@ -44,6 +44,23 @@ def uv_install_args(s: Settings) -> list[str]:
 
 
 @operation()
+def pip_venv(path: str, python: str):
+    """
+    Create a venv with pip unless one with pip is already there.
+
+    + path: the venv's folder
+    + python: the interpreter to build it from
+
+    pyinfra's ``pip.virtualenv`` skips any existing folder, so a run killed while ``venv`` installed
+    pip left one without pip for good ("bin/pip: not found" on every later run); ``--clear`` makes it again.
+    """
+    if host.get_fact(File, path=f"{path}/bin/pip"):
+        host.noop(f"venv {path} has pip")
+        return
+    yield StringCommand(shlex.quote(python), "-m", "venv", "--clear", shlex.quote(path))
+
+
+@operation()
 def uv_venv(path: str, python: str):
     """
     Create a venv with uv unless one is already there.
@@ -69,7 +86,7 @@ def vllm_venv(s: Settings) -> list:
     if s.fleet_index_url:  # uv itself through the fleet cache too
         pip_env.update(PIP_INDEX_URL=s.fleet_index_url, PIP_TRUSTED_HOST=urlsplit(s.fleet_index_url).netloc)
     pip_args = " ".join(f"--find-links {shlex.quote(link)}" for link in s.find_links) or None
-    pip.virtualenv(name="Venv for uv", path=bootstrap, python="python3", venv=True)
+    pip_venv(name="Venv for uv", path=bootstrap, python="python3")
     pip.packages(name=f"uv ({s.uv_spec})", packages=[s.uv_spec], virtualenv=bootstrap,
                  extra_install_args=pip_args, _env=pip_env)
     files.link(name="uv on the PATH", path="/usr/local/bin/uv", target=f"{bootstrap}/bin/uv")
