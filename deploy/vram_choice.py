@@ -67,9 +67,10 @@ PCIE_GB_S = 25.0
 
 class Workload(StrEnum):
     """What a host is expected to serve (the `workload` host setting). The scheduling flags
-    stay vLLM's own defaults for all three (bench/h200/run3/throughput.json: its 1024
-    sequences served short chats 25 % faster than the former plan's 496, long prompts within
-    2.3 %); the workload decides what gives way when memory is short."""
+    stay vLLM's own defaults for all three: on the H200 no swept point served more than 5 %
+    beyond them, for 20b or 120b, on chats, long prompts or batches (bench/h200/run5/
+    throughput.json, docs/vram-planner.md). The workload decides what gives way when memory
+    is short."""
 
     CHAT = "chat"  # the longest context for one request first, then concurrency (the default)
     LONG = "long"  # long documents: as chat (the full context is what they need)

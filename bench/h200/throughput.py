@@ -18,6 +18,7 @@ CHILD = r'''
 import json, sys, time, random
 a = json.loads(sys.argv[1]); workloads = a.pop("workloads")
 from vllm import LLM, SamplingParams
+a.setdefault("disable_log_stats", False)  # per-request metrics (first_token_latency) are kept only with stats on
 t = time.time(); llm = LLM(**a); print("STARTED", round(time.time() - t, 1), flush=True)
 for name, w in workloads.items():
     random.seed(0)
@@ -26,8 +27,7 @@ for name, w in workloads.items():
     llm.generate(prompts[:4], sp, use_tqdm=False)
     t = time.time(); res = llm.generate(prompts, sp, use_tqdm=False); dt = time.time() - t
     toks = sum(len(r.outputs[0].token_ids) for r in res)
-    ttft = sorted(r.metrics.first_token_time - r.metrics.arrival_time for r in res
-                  if getattr(r, "metrics", None) and getattr(r.metrics, "first_token_time", None)) or [0]
+    ttft = sorted(r.metrics.first_token_latency for r in res if getattr(r, "metrics", None)) or [0]
     print("TPUT", json.dumps({"workload": name, **w, "seconds": round(dt, 2), "out_tok_s": round(toks / dt, 1),
           "total_tok_s": round((toks + w["n"] * w["in"]) / dt, 1), "ttft_p50_s": round(ttft[len(ttft) // 2], 3),
           "ttft_p90_s": round(ttft[int(len(ttft) * 0.9)], 3)}), flush=True)
