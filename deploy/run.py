@@ -14,7 +14,7 @@ from deploy.front_door import front_door
 from deploy.gateway import backend_addresses, backend_ca_pem, gateway_clients, gateway_key, gateway_sources
 from deploy.host_facts import GpuFacts, InstalledFacts, NvmlFacts, host_platform
 from deploy.host_lock import deploy_lock
-from deploy.monitor import MONITOR_GROUP, monitor_host, node_exporter
+from deploy.monitor import monitor_host, node_exporter
 from deploy.preflight import Verdict, judge, platform_text, table
 from deploy.python_env import vllm_venv
 from deploy.service import device_allow, service
@@ -82,10 +82,11 @@ def plan_figures(plan: dict | None) -> dict | None:
 
 def preflight_only() -> None:
     """``preflight.py``: the verdict and the table, no operation."""
-    if MONITOR_GROUP in host.groups:
+    s = inventory_settings()[host.name]
+    if s.monitor:
         record(Verdict(host.name, True, "-", summary="monitor: Prometheus, no vLLM"))
         return
-    record(preflight_this_host(inventory_settings()[host.name]))
+    record(preflight_this_host(s))
 
 
 def deploy_this_host() -> None:
@@ -95,9 +96,8 @@ def deploy_this_host() -> None:
     s = settings[host.name]
     if not deploy_lock():  # another deploy runs on this host: stop before reading or changing anything
         return
-    if MONITOR_GROUP in host.groups:
-        monitor_host(s, [settings[h.name] for h in inventory
-                         if MONITOR_GROUP not in h.groups and not settings[h.name].gateway])
+    if s.monitor:
+        monitor_host(s, [o for o in settings.values() if not o.monitor and not o.gateway])
         return
     if s.gateway:
         gateway_this_host(s, settings)

@@ -552,7 +552,7 @@ class Settings(BaseModel):
         None, "nginx with TLS, a key per client and rate limits in front of vLLM, which then listens on "
         "127.0.0.1 only (``deploy/front_door.py``, docs/front-door.md)", "true or false",
         shown="True beyond loopback (``bind_address`` not 127.0.0.1) and on a gateway; False on loopback "
-        "and in the group ``monitor``")
+        "and on a monitor (refused there)")
     front_door_port: Port = setting(443, "the front door's HTTPS port: the one port clients reach",
                                     "a TCP port number from 1 to 65535")
     tls_cert_file: str | None = setting(None, "the operator's certificate (chain) on the controller",
@@ -577,6 +577,8 @@ class Settings(BaseModel):
     gateway: bool = setting(False, "this host is the fleet's gateway: a front door over every other host of the "
                             "inventory that has one, no vLLM (``deploy/gateway.py``)", "true or false",
                             shown="False (True in the inventory group ``gateway``)")
+    monitor: bool = setting(False, "this host runs the fleet's Prometheus, no vLLM (``deploy/monitor.py``)",
+                            "true or false", shown="False (True in the inventory group ``monitor``)")
     # pyinfra's own connector data, read here: SSH stays open, and clients reach the host by it
     ssh_port: Port = setting(22, "(pyinfra's) SSH port: the firewall never touches it",
                              "a TCP port number from 1 to 65535")
@@ -614,7 +616,7 @@ class Settings(BaseModel):
         if self.served_model_name is None:
             self.served_model_name = self.model
         if self.front_door is None:  # on by default wherever clients reach the server from elsewhere
-            self.front_door = self.gateway or not _loopback_host(self.bind_address)
+            self.front_door = not self.monitor and (self.gateway or not _loopback_host(self.bind_address))
         if self.model_revision is None and self.model_source == "hub":
             self.model_revision = HUB_REVISIONS.get(self.model)
 
@@ -706,6 +708,11 @@ class Settings(BaseModel):
         out = []
         if self.gateway and self.front_door is False:
             out.append(Refused("true (or unset) on a gateway host", False, "front_door"))
+        if self.monitor and self.gateway:
+            out.append(Refused("false on a monitor host: the gateway and Prometheus go on two hosts", True, "gateway"))
+        if self.monitor and self.front_door:
+            out.append(Refused("false (or unset) on a monitor host: it runs Prometheus, no vLLM for a front door "
+                               "to pass requests on to", True, "front_door"))
         if not self.front_door:
             return out
         if self.front_door_port in (self.port, self.ssh_port, self.node_exporter_port):
@@ -975,13 +982,12 @@ def _load_client_keys(s: Settings) -> list[str]:
 
 
 def with_groups(data: dict[str, Any], groups) -> dict[str, Any]:
-    """A host's data with what its inventory groups mean: ``gateway: true`` in the group ``gateway``;
-    no front door in the group ``monitor`` (it runs Prometheus, no vLLM) unless one is asked for."""
+    """A host's data with what its inventory groups mean: ``gateway: true`` in the group ``gateway``,
+    ``monitor: true`` in the group ``monitor`` (Prometheus, no vLLM, so no front door)."""
     data = dict(data)
-    if "gateway" in groups and data.get("gateway") is None:
-        data["gateway"] = True
-    if "monitor" in groups and data.get("front_door") is None:
-        data["front_door"] = False
+    for group in ("gateway", "monitor"):
+        if group in groups and data.get(group) is None:
+            data[group] = True
     return data
 
 

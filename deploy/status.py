@@ -214,8 +214,8 @@ def print_table(rows: list[HostStatus], now: float, file=None) -> None:
 # ---- reading the fleet --------------------------------------------------------------------------
 
 def servers_and_monitors(inventory) -> tuple[list, list]:
-    """(servers, monitors): hosts of the ``monitor`` group run Prometheus, not vLLM."""
-    monitors = [h for h in inventory if MONITOR_GROUP in h.groups]
+    """(servers, monitors): hosts of the ``monitor`` group (or with ``monitor: true``) run Prometheus, not vLLM."""
+    monitors = [h for h in inventory if MONITOR_GROUP in h.groups or h.data.get("monitor") is True]
     return [h for h in inventory if h not in monitors], monitors
 
 

@@ -208,11 +208,19 @@ def test_every_exposed_host_is_a_gateway_backend_by_default_and_a_loopback_one_i
                               environ=KEY)["lo"].front_door is True
 
 
-def test_a_monitor_host_gets_no_front_door_unless_asked(tmp_path):
-    exposed = {"bind_address": "0.0.0.0", "allowed_sources": ["10.0.0.0/24"]}
-    assert with_groups(exposed, ["monitor"])["front_door"] is False  # Prometheus, no vLLM behind it
-    assert with_groups({**exposed, "front_door": True}, ["monitor"])["front_door"] is True
-    assert "front_door" not in with_groups(exposed, ["lab_hosts"]) and with_groups({}, ["gateway"])["gateway"]
+def test_a_monitor_host_gets_no_front_door_and_refuses_one(tmp_path):
+    exposed = {"tls_ca_dir": str(tmp_path / "ca"), "bind_address": "0.0.0.0", "allowed_sources": ["10.0.0.0/24"]}
+    assert with_groups(exposed, ["monitor"])["monitor"] is True
+    assert "monitor" not in with_groups(exposed, ["lab_hosts"]) and with_groups({}, ["gateway"])["gateway"]
+    good = validate_inventory([("mon", with_groups(exposed, ["monitor"])),
+                               ("gpu1", {**exposed, "ssh_hostname": "10.0.0.7"})], environ=KEY)
+    assert good["mon"].front_door is False and good["gpu1"].front_door is True  # Prometheus, no vLLM behind it
+    with pytest.raises(SettingsError) as exc:  # asked for on a monitor: it would become a gateway backend
+        validate_inventory([("mon", with_groups({**exposed, "front_door": True}, ["monitor"]))], environ=KEY)
+    text = str(exc.value)
+    assert "mon" in text and "front_door" in text and "Prometheus" in text
+    with pytest.raises(SettingsError, match="gateway"):
+        validate_inventory([("mon", with_groups({"gateway": True}, ["monitor"]))], environ=KEY)
 
 
 @pytest.mark.skipif(not shutil.which("nginx") and not os.path.exists("/usr/sbin/nginx"), reason="no nginx here")
