@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 from pyinfra import host
 from pyinfra.api import StringCommand, operation
 from pyinfra.facts.files import File
+from pyinfra.facts.server import Command
 from pyinfra.operations import files, pip, uv
 
 from deploy.settings import Settings
@@ -63,18 +64,23 @@ def pip_venv(path: str, python: str):
 @operation()
 def uv_venv(path: str, python: str):
     """
-    Create a venv with uv unless one is already there.
+    Create a venv with uv unless a whole one is already there.
 
     + path: the venv's folder
     + python: the interpreter to build it from
 
     pyinfra 3.10's own ``uv.venv`` looks for ``PATH/.venv/bin/activate`` but creates the venv in
-    ``PATH`` itself, so it is never idempotent for a venv folder of its own; this one is.
+    ``PATH`` itself, so it is never idempotent for a venv folder of its own; this one is. A venv is
+    whole when its ``pyvenv.cfg`` is there and its ``bin/python`` runs; one a killed run left half
+    made is made again (``--clear``: uv 0.13 refuses to write over an existing venv without it).
     """
-    if host.get_fact(File, path=f"{path}/pyvenv.cfg"):
+    q = shlex.quote(path)
+    whole = host.get_fact(Command, command=f"test -f {q}/pyvenv.cfg && test -x {q}/bin/python "
+                                           "&& echo whole || echo partial")
+    if whole == "whole":
         host.noop(f"venv {path} exists")
         return
-    yield StringCommand("uv", "venv", "--python", shlex.quote(python), shlex.quote(path))
+    yield StringCommand("uv", "venv", "--clear", "--python", shlex.quote(python), q)
 
 
 def vllm_venv(s: Settings) -> list:

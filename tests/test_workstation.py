@@ -135,3 +135,21 @@ def test_second_local_run_changes_nothing(host, deployed):
     assert rc == 0, output[-4000:]
     total = grand_total(output)
     assert total["changed"] == "-" and total["errors"] == "-", total
+
+
+def test_a_venv_a_killed_run_left_half_made_is_made_again(host, deployed):
+    """A run killed inside ``uv venv`` can leave ``pyvenv.cfg`` without ``bin/python`` (made here by removing
+    it from the serving venv): the next run makes that venv again, and the server answers from it."""
+    venv = host.ssh(["readlink", "-f", "/opt/vllm/current"]).stdout.strip()
+    assert venv.startswith("/opt/vllm/venvs/"), venv
+    host.ssh(["rm", "-f", f"{venv}/bin/python"], check=True)
+    t = time.monotonic()
+    rc, output = run_local(host)
+    TIMINGS["half-made venv made again"] = time.monotonic() - t
+    assert rc == 0, output[-6000:]
+    assert grand_total(output)["errors"] == "-" and grand_total(output)["changed"] != "-"
+    assert host.ssh(["test", "-x", f"{venv}/bin/python"]).returncode == 0
+    out = host.ssh([f"{PROJECT}/.venv/bin/python", "-c", ASK])
+    assert out.returncode == 0, out.stderr
+    answer = json.loads(out.stdout.strip().splitlines()[-1])
+    assert answer["with_key"] == 200 and answer["without_key"] == 401, answer
