@@ -74,7 +74,8 @@ def check(runs: dict[str, list[dict]]) -> list[dict]:
                 points = _points(mine, work)
                 if not points:
                     continue
-                best_of = {i: max(w["out_tok_s"] for w in ws) for i, ws in points.items()}
+                best = {i: max(ws, key=lambda w: w["out_tok_s"]) for i, ws in points.items()}
+                best_of = {i: w["out_tok_s"] for i, w in best.items()}
                 want = plan_key(model, work)
                 match = next((i for i in points if llm[i] == want), None)
                 best_id = max(best_of, key=best_of.get)
@@ -83,8 +84,7 @@ def check(runs: dict[str, list[dict]]) -> list[dict]:
                 rows.append({
                     "run": run, "model": model, "workload": work, "plan": want,
                     "plan_point": match, "plan_tok_s": plan_tps,
-                    "plan_ttft_p50_s": (max(points[match], key=lambda w: w["out_tok_s"])
-                                        .get("ttft_p50_s") if match else None),
+                    "plan_ttft_p50_s": best[match].get("ttft_p50_s") if match else None,
                     "defaults_tok_s": default_tps, "best_point": best_id,
                     "best_tok_s": best_of[best_id],
                     "measured": {i: [w["out_tok_s"] for w in ws] for i, ws in points.items()},

@@ -213,9 +213,9 @@ def print_table(rows: list[HostStatus], now: float, file=None) -> None:
 
 # ---- reading the fleet --------------------------------------------------------------------------
 
-def servers_and_monitors(inventory) -> tuple[list, list]:
-    """(servers, monitors): hosts of the ``monitor`` group (or with ``monitor: true``) run Prometheus, not vLLM."""
-    monitors = [h for h in inventory if MONITOR_GROUP in h.groups or h.data.get("monitor") is True]
+def servers_and_monitors(inventory, settings: dict[str, Settings]) -> tuple[list, list]:
+    """(servers, monitors): monitor hosts (``monitor``, set by the group of that name) run Prometheus, not vLLM."""
+    monitors = [h for h in inventory if settings[h.name].monitor]
     return [h for h in inventory if h not in monitors], monitors
 
 
@@ -259,7 +259,7 @@ def read_fleet(state, settings: dict[str, Settings], sample_s: float, timeout: i
         except Exception as exc:  # noqa: BLE001 - one host's failure is a row, not a crash
             return None, None, f"{type(exc).__name__}: {exc}"
 
-    servers, _monitors = servers_and_monitors(inventory)
+    servers, _monitors = servers_and_monitors(inventory, settings)
     jobs = {h.name: state.pool.spawn(read, h) for h in servers}
     gevent.joinall(list(jobs.values()), timeout=2 * timeout + sample_s + 30)
     return {name: job.value if job.ready() else (None, None, "timed out") for name, job in jobs.items()}
@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     deploys = report_entries(report)
     started = time.time()
     reads = read_fleet(state, settings, args.sample_seconds, args.timeout)
-    servers, monitors = servers_and_monitors(inventory)
+    servers, monitors = servers_and_monitors(inventory, settings)
     monitor = settings[monitors[0].name] if monitors else None
     prometheus = args.prometheus or (
         f"http://{monitor.ssh_hostname or monitor.host}:{monitor.prometheus_port}" if monitor else None)
