@@ -148,6 +148,16 @@ def host_lines(lines: list[str], name: str) -> list[str]:
     return [line.split(tag, 1)[1].strip() for line in lines if line.strip().startswith(tag)]
 
 
+def internal_error(lines: list[str]) -> str | None:
+    """The exception that stopped pyinfra itself (for every host of its run), from its output; else None."""
+    start = next((i for i, ln in enumerate(lines) if ln.startswith("--> An internal exception occurred")), None)
+    if start is None:
+        return None
+    end = next((i for i in range(start, len(lines)) if lines[i].startswith("--> The full traceback")), len(lines))
+    said = [ln.strip() for ln in lines[start + 1: end] if ln.strip()]
+    return said[-1] if said else "unknown"
+
+
 def failure_of(lines: list[str], name: str, note: dict | None, address: tuple[str, int] | None) -> tuple[str, str]:
     """(state, why) of a host that did not end served, from its notes and pyinfra's output."""
     if note is None:
@@ -164,7 +174,12 @@ def failure_of(lines: list[str], name: str, note: dict | None, address: tuple[st
         return UNREACHABLE, f"lost during the deploy: SSH port {address[0]}:{address[1]} does not answer"
     if note.get("reason") and note.get("outcome") == FAILED:
         return FAILED, note["reason"]
-    idx = max((i for i, ln in enumerate(own) if ln.startswith("Error")), default=len(own))
+    idx = max((i for i, ln in enumerate(own) if ln.startswith("Error")), default=None)
+    crash = internal_error(lines)
+    if idx is None and crash:
+        return FAILED, (f"pyinfra stopped for every host of the wave on an internal error ({crash}); "
+                        "--resume runs this host again")
+    idx = len(own) if idx is None else idx
     return FAILED, " | ".join(own[max(0, idx - 3): idx + 1])[-500:] or "failed (see the wave's log)"
 
 

@@ -87,6 +87,12 @@ def rollout(lab, report_dir: Path, *args: str, fleet: Path, commit: str, setting
     return proc.returncode, json.loads(latest.read_text()) if latest.is_file() else None, stdout, seconds
 
 
+def wave_log(run: dict) -> str:
+    """For a failure message: the tail of the last wave's pyinfra log of that rollout."""
+    logs = sorted(run["reports"].glob("runs/*/wave*.log"), key=lambda p: p.stat().st_mtime)
+    return logs[-1].read_text()[-6000:] if logs else "no wave log"
+
+
 def by_host(report: dict) -> dict[str, dict]:
     return {h["host"]: h for h in report["hosts"]}
 
@@ -152,7 +158,8 @@ def test_first_rollout_serves_three_and_names_the_killed_host(first, lab, key):
     assert first["rc"] == 1, first["out"][-3000:]
     report, hosts = first["report"], by_host(first["report"])
     assert hosts["lab1"]["state"] == "served", hosts["lab1"]["reason"] + journal(lab, "lab1")
-    assert report["waves"] == [["lab1"], ["lab2", "lab3", "lab4"]] and not report["halted"]
+    why = {n: (h["state"], h["reason"]) for n, h in hosts.items()}
+    assert report["waves"] == [["lab1"], ["lab2", "lab3", "lab4"]] and not report["halted"], (why, wave_log(first))
     assert [hosts[n]["wave"] for n in ("lab1", "lab2", "lab3", "lab4")] == [1, 2, 2, 2]
     for name in ("lab1", "lab2", "lab3"):
         h = hosts[name]

@@ -88,6 +88,16 @@ def test_failure_reading_from_real_pyinfra_output():
     assert state == FAILED and "Downloading | Error: executed 0 commands" == why
 
 
+def test_a_host_stopped_by_pyinfras_own_crash_is_told_so():
+    """tests/data/pyinfra/internal_error.txt: a real run where a lost host stopped pyinfra for both."""
+    lines = [ln for ln in (ROOT / "tests/data/pyinfra/internal_error.txt").read_text().splitlines()
+             if not ln.startswith("# ")]
+    assert rollout.internal_error(lines) == "EOFError"
+    state, why = rollout.failure_of(lines, "lab1", {"host": "lab1"}, None)
+    assert state == FAILED and "internal error (EOFError)" in why and "--resume" in why
+    assert rollout.internal_error(PYINFRA_FAILED) is None
+
+
 def test_record_of_a_served_host_keeps_versions_plan_and_vram():
     note = {"outcome": SERVED, "vllm_before": "0.31.0", "vllm_after": "0.32.0", "model": "tiny-chat",
             "plan": {"max_model_len": 2048}, "url": "http://10.0.0.1:8000", "changes": 7,
