@@ -32,7 +32,9 @@ def _as_oserror(method):
 
 
 def tolerate_lost_connections() -> None:
-    """Make a connection lost mid-command fail that host only (idempotent: pyinfra runs deploy.py per host)."""
+    """Make a connection lost mid-command fail that host only.
+
+    Idempotent: pyinfra runs deploy.py and preflight.py once per host."""
     for name in ("run_shell_command", "put_file", "get_file"):
         method = getattr(SSHConnector, name)
         if not getattr(method, "tolerates_lost_connections", False):
