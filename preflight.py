@@ -6,8 +6,9 @@ free/total, driver and the verdict with its VRAM plan; a host that cannot serve 
 what to do. It changes nothing on any host.
 """
 
-from deploy.lost_connections import tolerate_lost_connections
+from deploy.lost_connections import lost_host_stops_here, tolerate_lost_connections
 from deploy.run import preflight_only
 
 tolerate_lost_connections()  # a host lost mid-run fails alone, not every host (pyinfra issue #1220)
-preflight_only()
+with lost_host_stops_here():
+    preflight_only()

@@ -148,20 +148,32 @@ def host_lines(lines: list[str], name: str) -> list[str]:
     return [line.split(tag, 1)[1].strip() for line in lines if line.strip().startswith(tag)]
 
 
+PYINFRA_STOPS = ("--> An internal exception occurred", "--> An exception occurred in", "--> pyinfra error")
+
+
 def internal_error(lines: list[str]) -> str | None:
     """The exception that stopped pyinfra itself (for every host of its run), from its output; else None."""
-    start = next((i for i, ln in enumerate(lines) if ln.startswith("--> An internal exception occurred")), None)
+    start = next((i for i, ln in enumerate(lines) if ln.startswith(PYINFRA_STOPS)), None)
     if start is None:
         return None
+    if lines[start].startswith("--> pyinfra error"):  # one line: "--> pyinfra error: No hosts remaining!"
+        return lines[start].split(":", 1)[-1].strip() or "unknown"
     end = next((i for i in range(start, len(lines)) if lines[i].startswith("--> The full traceback")), len(lines))
     said = [ln.strip() for ln in lines[start + 1: end] if ln.strip()]
     return said[-1] if said else "unknown"
 
 
+def stopped_by_pyinfra(crash: str) -> str:
+    return f"pyinfra stopped for every host of the wave on an error of its own ({crash}); --resume runs this host again"
+
+
 def failure_of(lines: list[str], name: str, note: dict | None, address: tuple[str, int] | None) -> tuple[str, str]:
     """(state, why) of a host that did not end served, from its notes and pyinfra's output."""
+    crash = internal_error(lines)
     if note is None:
         said = [ln for ln in host_lines(lines, name) if ln.lower().startswith(("could not", "failed", "error"))]
+        if crash and not said and (address is None or reachable(*address)):
+            return FAILED, stopped_by_pyinfra(crash)
         return UNREACHABLE, (said[-1] if said else "pyinfra could not connect")
     if note.get("outcome") == STOPPED:
         return STOPPED, note.get("reason") or ""
@@ -175,10 +187,8 @@ def failure_of(lines: list[str], name: str, note: dict | None, address: tuple[st
     if note.get("reason") and note.get("outcome") == FAILED:
         return FAILED, note["reason"]
     idx = max((i for i, ln in enumerate(own) if ln.startswith("Error")), default=None)
-    crash = internal_error(lines)
     if idx is None and crash:
-        return FAILED, (f"pyinfra stopped for every host of the wave on an internal error ({crash}); "
-                        "--resume runs this host again")
+        return FAILED, stopped_by_pyinfra(crash)
     idx = len(own) if idx is None else idx
     return FAILED, " | ".join(own[max(0, idx - 3): idx + 1])[-500:] or "failed (see the wave's log)"
 

@@ -1,9 +1,11 @@
 """A host whose SSH connection is lost as a command starts fails alone; the run goes on for the others.
 
-pyinfra's own runner (``add_op`` + ``run_ops``) over two hosts: ``@local`` runs a real command, the other
-is an SSH host whose connection breaks the way paramiko reports it when the peer vanishes while a
-channel opens (``EOFError`` from ``open_session``; the traceback of pyinfra issue #1220, and the one a
-lab host killed mid-rollout gave here). The e2e rollout (tests/test_rollout_e2e.py) kills a real host.
+pyinfra's own runner (``add_op`` + ``run_ops``) and fact reader over two hosts: ``@local`` runs real
+commands, the other is an SSH host whose connection broke the way paramiko reports it when the peer
+vanishes while a channel opens: ``EOFError`` from ``open_session``, the transport marked inactive (the
+traceback of pyinfra issue #1220, and the one a lab host killed mid-rollout gave here,
+tests/data/pyinfra/internal_error.txt). The e2e rollout (tests/test_rollout_e2e.py) kills a real host;
+bench/lost_host.py counts how often the others were stopped, with and without the fix.
 """
 
 from __future__ import annotations
@@ -12,27 +14,45 @@ import pytest
 from pyinfra.api import Config, Inventory, State
 from pyinfra.api.operation import add_op
 from pyinfra.api.operations import run_ops
+from pyinfra.api.state import StateStage
 from pyinfra.connectors.ssh import SSHConnector
+from pyinfra.context import ctx_host, ctx_state
 from pyinfra.operations import server
 
 from deploy import lost_connections
+from deploy.host_facts import host_platform
 
 
-class LostClient:
-    """What paramiko's SSHClient does once the peer is gone mid-handshake of a new channel."""
+class Transport:
+    def __init__(self, active: bool):
+        self.active = active
+
+    def is_active(self) -> bool:
+        return self.active
+
+
+class Client:
+    """paramiko's SSHClient as it is once the peer went (``gone``), or with a live connection where
+    something else raised EOFError (getpass without a terminal, asking for a sudo password)."""
+
+    def __init__(self, gone: bool = True):
+        self.transport = Transport(active=not gone)
+
+    def get_transport(self):
+        return self.transport
 
     def exec_command(self, *args, **kwargs):
         raise EOFError()
 
 
-def two_hosts(tmp_path):
+def two_hosts(tmp_path, gone: bool = True):
     inventory = Inventory((["@local", "lost.example"], {}))
     state = State(inventory, Config())
     lost = inventory.get_host("lost.example")
-    lost.connector.client = LostClient()
-    for host in inventory:
-        host.connected = True
-        state.activate_host(host)
+    lost.connector.client = Client(gone)
+    for h in inventory:
+        h.connected = True
+        state.activate_host(h)
     add_op(state, server.shell, name="write a file", commands=[f"echo ran >> {tmp_path}/out"])
     add_op(state, server.shell, name="write it again", commands=[f"echo again >> {tmp_path}/out"])
     return state, lost
@@ -61,3 +81,28 @@ def test_with_the_fix_only_the_lost_host_fails(tmp_path, restore_connector):
     run_ops(state)
     assert (tmp_path / "out").read_text() == "ran\nagain\n"  # @local went on to the end
     assert lost in state.failed_hosts and lost not in state.active_hosts
+
+
+def test_an_eoferror_on_a_live_connection_is_not_called_a_lost_host(tmp_path, restore_connector):
+    lost_connections.tolerate_lost_connections()
+    state, lost = two_hosts(tmp_path, gone=False)
+    with pytest.raises(EOFError):
+        lost.run_shell_command("true")
+
+
+def test_a_host_lost_while_its_facts_are_read_ends_its_deploy_file_only(tmp_path, restore_connector):
+    """deploy.py reads the platform facts first; from a lost host they come back empty (pyinfra fails
+    the host and returns the fact's default), and the deploy's use of them must end that host only."""
+    lost_connections.tolerate_lost_connections()
+    state, lost = two_hosts(tmp_path)
+    state.current_stage = StateStage.Prepare
+    with ctx_state.use(state), ctx_host.use(lost):
+        with pytest.raises(AttributeError):  # what deploy.py met: a fact of None
+            host_platform()
+        assert lost in state.failed_hosts
+        with lost_connections.lost_host_stops_here():
+            host_platform()  # the same, ended quietly: pyinfra reports the host failed
+    local = state.inventory.get_host("@local")
+    with ctx_state.use(state), ctx_host.use(local), pytest.raises(ZeroDivisionError):
+        with lost_connections.lost_host_stops_here():  # a host not failed: its error is not hidden
+            1 / 0  # noqa: B018

@@ -94,8 +94,14 @@ def test_a_host_stopped_by_pyinfras_own_crash_is_told_so():
              if not ln.startswith("# ")]
     assert rollout.internal_error(lines) == "EOFError"
     state, why = rollout.failure_of(lines, "lab1", {"host": "lab1"}, None)
-    assert state == FAILED and "internal error (EOFError)" in why and "--resume" in why
+    assert state == FAILED and "error of its own (EOFError)" in why and "--resume" in why
     assert rollout.internal_error(PYINFRA_FAILED) is None
+    lines = [ln for ln in (ROOT / "tests/data/pyinfra/exception_in_deploy_file.txt").read_text().splitlines()
+             if not ln.startswith("# ")]
+    assert rollout.internal_error(lines) == "AttributeError: 'NoneType' object has no attribute 'proc_version'"
+    state, why = rollout.failure_of(lines, "@local", None, None)  # stopped before its first note
+    assert state == FAILED and "AttributeError" in why
+    assert rollout.internal_error(["--> pyinfra error: No hosts remaining!"]) == "No hosts remaining!"
 
 
 def test_record_of_a_served_host_keeps_versions_plan_and_vram():
