@@ -8,18 +8,28 @@ for every host (https://github.com/pyinfra-dev/pyinfra/issues/1220, open). Seen 
 killed mid-rollout failed its wave-mates. ``tolerate_lost_connections`` turns those, when the
 connection is really gone, into the ``OSError`` pyinfra already handles for one host;
 ``lost_host_stops_here`` ends the deploy file of a host lost while its facts were read.
+
+A host that goes silent (power cut, cable pulled: no FIN, no RST) is another trap: pyinfra sets no
+SSH keepalive, so a command running there waits for its output forever, and with it every host of the
+run. ``tolerate_lost_connections`` also sends an SSH keepalive every ``KEEPALIVE_S`` and sets
+``TCP_USER_TIMEOUT`` (Linux, tcp(7)): a connection whose packets go unacknowledged for ``SILENCE_S``
+closes, and that host fails alone.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import socket
 
 from pyinfra import host, state
 from pyinfra.api.exceptions import ConnectError
 from pyinfra.connectors.ssh import SSHConnector
+from pyinfra.context import ctx_host
 
 LOST = (EOFError, ConnectError)
+KEEPALIVE_S = 15  # an SSH keepalive request this often, so that a silent peer is noticed...
+SILENCE_S = 120  # ...once this long has passed without an acknowledgement
 
 
 def connection_gone(connector: SSHConnector) -> bool:
@@ -42,14 +52,42 @@ def _as_oserror(method):
     return wrapper
 
 
-def tolerate_lost_connections() -> None:
-    """Make a connection lost mid-command fail that host only.
+def notice_silence(connector) -> None:
+    """Keepalives and TCP_USER_TIMEOUT on an SSH connector's connection (nothing for @local and the like)."""
+    client = getattr(connector, "client", None) if isinstance(connector, SSHConnector) else None
+    transport = client.get_transport() if client is not None else None
+    if transport is None or getattr(transport, "notices_silence", False):
+        return
+    transport.set_keepalive(KEEPALIVE_S)
+    sock = transport.sock
+    if hasattr(sock, "setsockopt") and hasattr(socket, "TCP_USER_TIMEOUT"):  # a socket, not a ProxyCommand
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, SILENCE_S * 1000)
+    transport.notices_silence = True
 
-    Idempotent: pyinfra runs deploy.py and preflight.py once per host."""
+
+def _noticing_silence(connect):
+    @functools.wraps(connect)
+    def wrapper(self, *args, **kwargs):
+        result = connect(self, *args, **kwargs)
+        notice_silence(self)
+        return result
+
+    wrapper.tolerates_lost_connections = True
+    return wrapper
+
+
+def tolerate_lost_connections() -> None:
+    """Make a connection lost mid-command, or gone silent, fail that host only.
+
+    Idempotent: pyinfra runs deploy.py and preflight.py once per host, after connecting to it."""
     for name in ("run_shell_command", "put_file", "get_file"):
         method = getattr(SSHConnector, name)
         if not getattr(method, "tolerates_lost_connections", False):
             setattr(SSHConnector, name, _as_oserror(method))
+    if not getattr(SSHConnector.connect, "tolerates_lost_connections", False):  # reconnects (after a reboot)
+        SSHConnector.connect = _noticing_silence(SSHConnector.connect)
+    if ctx_host.isset():  # the connection pyinfra made before it ran this file
+        notice_silence(host.connector)
 
 
 @contextlib.contextmanager

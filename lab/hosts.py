@@ -692,6 +692,11 @@ table ip {NFT_TABLE} {{
                     for pid in _read(Path(dirpath) / "cgroup.procs").split():
                         _signal(int(pid), signal.SIGKILL)
 
+    def pull_cable(self, name: str, plugged: bool = False) -> None:
+        """Unplug one host's network cable (its bridge port goes down; nothing is closed: no FIN, no RST,
+        as when a machine loses power or its link), or plug it back (``plugged=True``)."""
+        sh("ip", "link", "set", VETH_PREFIX + name, "up" if plugged else "down")
+
     def start_again(self, name: str, boot_timeout: float = 90) -> Host:
         """Boot a host that ``kill`` stopped, from its disk as it was, and wait for SSH."""
         host = next(h for h in self.hosts if h.name == name)

@@ -60,7 +60,7 @@ def two_hosts(tmp_path, gone: bool = True):
 
 @pytest.fixture
 def restore_connector(monkeypatch):
-    for name in ("run_shell_command", "put_file", "get_file"):
+    for name in ("run_shell_command", "put_file", "get_file", "connect"):
         monkeypatch.setattr(SSHConnector, name, getattr(SSHConnector, name))
 
 
@@ -106,3 +106,56 @@ def test_a_host_lost_while_its_facts_are_read_ends_its_deploy_file_only(tmp_path
     with ctx_state.use(state), ctx_host.use(local), pytest.raises(ZeroDivisionError):
         with lost_connections.lost_host_stops_here():  # a host not failed: its error is not hidden
             1 / 0  # noqa: B018
+
+
+SILENT_DEPLOY = """\
+from pyinfra.operations import server
+from deploy.lost_connections import lost_host_stops_here, tolerate_lost_connections
+
+tolerate_lost_connections()
+with lost_host_stops_here():
+    server.shell(name="a long command", commands=["sleep 20"])
+    server.shell(name="the last operation", commands=["true"])
+"""
+
+
+@pytest.mark.e2e
+def test_a_host_gone_silent_mid_command_fails_alone_and_the_run_ends(tmp_path):
+    """Two real lab hosts; lab2's cable is pulled 5 s into a 20 s command (no FIN, no RST: the command's
+    output never comes). Without keepalives pyinfra waits for it forever, and lab1 with it; with them,
+    lab2's connection closes after ``SILENCE_S`` unacknowledged and lab1 runs the last operation."""
+    import os
+    import subprocess
+    import sys
+    import threading
+    import time
+    from pathlib import Path
+
+    from lab.hosts import Lab
+
+    root = Path(__file__).resolve().parent.parent
+    lab = Lab()
+    lab.up(2)
+    try:
+        deploy_file = tmp_path / "silent.py"
+        deploy_file.write_text(SILENT_DEPLOY)
+        timer = threading.Timer(5, lab.pull_cable, args=("lab2",))
+        env = dict(os.environ, VLLM_LAB_DIR=str(lab.state_dir))
+        started = time.monotonic()
+        timer.start()
+        proc = subprocess.run([str(Path(sys.executable).parent / "pyinfra"), "-y", "--limit", "lab1", "--limit",
+                               "lab2", "inventories/lab.py", str(deploy_file)], cwd=root, env=env,
+                              capture_output=True, text=True, timeout=lost_connections.SILENCE_S + 240)
+        seconds = time.monotonic() - started
+        timer.join()
+        out = proc.stdout + proc.stderr
+        print(f"\nTIMINGS a host gone silent failed after {seconds:.1f} s (SILENCE_S {lost_connections.SILENCE_S})")
+        lines = out.splitlines()
+        last = next(i for i, ln in enumerate(lines) if ln.startswith("--> Starting operation: the last operation"))
+        assert any("[lab1]" in ln and "Success" in ln for ln in lines[last:last + 4]), out[-3000:]
+        assert not any("[lab2]" in ln for ln in lines[last:]), out[-3000:]  # failed before it
+        assert any("[lab2]" in ln and "rror" in ln for ln in lines[:last]), out[-3000:]
+        assert seconds > 20, out[-3000:]  # lab1's command ran to its end
+    finally:
+        lab.pull_cable("lab2", plugged=True)
+        lab.down()
