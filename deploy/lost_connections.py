@@ -13,7 +13,8 @@ A host that goes silent (power cut, cable pulled: no FIN, no RST) is another tra
 SSH keepalive, so a command running there waits for its output forever, and with it every host of the
 run. ``tolerate_lost_connections`` also sends an SSH keepalive every ``KEEPALIVE_S`` and sets
 ``TCP_USER_TIMEOUT`` (Linux, tcp(7)): a connection whose packets go unacknowledged for ``SILENCE_S``
-closes, and that host fails alone.
+closes, and that host fails alone. (Through a ProxyCommand or jump host there is no socket to set:
+the keepalives alone do not end a silent connection there.)
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import functools
 import socket
 
 from pyinfra import host, state
-from pyinfra.api.exceptions import ConnectError
+from pyinfra.api.exceptions import ConnectError, PyinfraError
 from pyinfra.connectors.ssh import SSHConnector
 from pyinfra.context import ctx_host
 
@@ -34,6 +35,8 @@ SILENCE_S = 120  # ...once this long has passed without an acknowledgement
 
 def connection_gone(connector: SSHConnector) -> bool:
     """True when the connector's SSH transport is closed (paramiko marks it inactive when the peer went)."""
+    if not isinstance(connector, SSHConnector):  # @local, @docker/...: no SSH connection to lose
+        return False
     transport = connector.client.get_transport() if connector.client is not None else None
     return transport is None or not transport.is_active()
 
@@ -56,12 +59,13 @@ def notice_silence(connector) -> None:
     """Keepalives and TCP_USER_TIMEOUT on an SSH connector's connection (nothing for @local and the like)."""
     client = getattr(connector, "client", None) if isinstance(connector, SSHConnector) else None
     transport = client.get_transport() if client is not None else None
-    if transport is None or getattr(transport, "notices_silence", False):
-        return
+    if transport is None or not transport.is_active() or getattr(transport, "notices_silence", False):
+        return  # a connection already gone is pyinfra's to report, at the host's next command
     transport.set_keepalive(KEEPALIVE_S)
     sock = transport.sock
     if hasattr(sock, "setsockopt") and hasattr(socket, "TCP_USER_TIMEOUT"):  # a socket, not a ProxyCommand
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, SILENCE_S * 1000)
+        with contextlib.suppress(OSError):  # closed meanwhile: the same
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, SILENCE_S * 1000)
     transport.notices_silence = True
 
 
@@ -93,11 +97,15 @@ def tolerate_lost_connections() -> None:
 @contextlib.contextmanager
 def lost_host_stops_here():
     """Around a host's deploy file: if pyinfra failed the host meanwhile (its connection lost while a
-    fact was read, so the fact came back empty), what broke on that empty fact ends this host only."""
+    fact was read, so the fact came back empty), what broke on that empty fact ends this host only.
+    pyinfra's own stops (no hosts left, ``--fail-percent``) go on as they are."""
     try:
         yield
-    except Exception:
-        if host in state.failed_hosts:
-            print(f"--> {host.name}: connection lost while its facts were read; not deployed", flush=True)
-            return
+    except PyinfraError:
         raise
+    except Exception as exc:
+        if host not in state.failed_hosts:
+            raise
+        why = "its connection was lost" if connection_gone(host.connector) else "pyinfra failed it"
+        print(f"--> {host.name}: not deployed: {why} while its facts were read "
+              f"(then {type(exc).__name__}: {exc})", flush=True)
