@@ -512,7 +512,8 @@ class Settings(BaseModel):
     workload: Literal["chat", "long", "batch"] = setting(
         "chat", "what the host will serve: ``chat`` (many short requests, now and then a long one), "
         "``long`` (long documents), ``batch`` (offline batches); how the plan trades context for "
-        "concurrency when memory is short", "one of chat, long, batch")
+        "concurrency when memory is short; ``batch`` with a model small for its GPU also gets bigger "
+        "prefill chunks", "one of chat, long, batch")
     cpu_kvcache_gib: Annotated[int, Field(ge=1, le=1024)] = setting(
         1, "cpu backend: KV cache size (``VLLM_CPU_KVCACHE_SPACE``)", "a whole number of GiB from 1 to 1024")
     cpu_threads_bind: Annotated[str, AfterValidator(threads_bind_check)] | None = setting(

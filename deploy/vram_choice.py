@@ -25,6 +25,7 @@ from deploy.vram import (
     estimate_max_model_len,
     serve_defaults,
     slack_bytes,
+    weights_bytes,
 )
 from deploy.vram_tables import FACTS, MoeBackend
 
@@ -58,6 +59,13 @@ class Margins:
     # the lean steps for small cards: prefill chunks of at most this, then of this
     lean_batched_tokens: int = 2048
     leanest_batched_tokens: int = 512
+    # a batch host whose weights take at most this share of one GPU gets prefill chunks this
+    # many times vLLM's default: vLLM's tuning guide recommends max_num_batched_tokens > 8192 for
+    # throughput "especially for smaller models on large GPUs" (docs/configuration/optimization.md);
+    # on the H200, 20b batches served a median 13,096 tokens/s with 16384 against 12,498 with 8192
+    # (bench/h200/run5 + run6); 120b (46 % of the H200) showed no gain and keeps the default
+    small_model_share: float = 0.25
+    batch_chunk_factor: int = 2
 
 
 PLANNING = Margins()
@@ -67,10 +75,9 @@ PCIE_GB_S = 25.0
 
 class Workload(StrEnum):
     """What a host is expected to serve (the `workload` host setting). The scheduling flags
-    stay vLLM's own defaults for all three: on the H200 no swept point served more than 5 %
-    beyond them, for 20b or 120b, on chats, long prompts or batches (bench/h200/run5/
-    throughput.json, docs/vram-planner.md). The workload decides what gives way when memory
-    is short."""
+    stay vLLM's own defaults, except bigger prefill chunks for a batch host whose model is small
+    for its GPU (Margins.small_model_share; bench/h200/run5 and run6, docs/vram-planner.md). The
+    workload decides what gives way when memory is short."""
 
     CHAT = "chat"  # the longest context for one request first, then concurrency (the default)
     LONG = "long"  # long documents: as chat (the full context is what they need)
@@ -109,6 +116,7 @@ class Action(StrEnum):
     EAGER_SMALL_CHUNKS = "eager_small_chunks"
     FP8_KV_CACHE = "fp8_kv_cache"
     SMALLEST_CHUNKS = "smallest_chunks"
+    BATCH_CHUNKS = "batch_chunks"
 
 
 @dataclass(frozen=True)
@@ -165,7 +173,14 @@ class _Search:
         return serve_defaults(self.vllm, self.gpu.cuda_total_bytes / GIB, self.gpu.name)
 
     def batched_tokens(self) -> int:
-        return self.req.max_num_batched_tokens or self.defaults[0]
+        if self.req.max_num_batched_tokens:
+            return self.req.max_num_batched_tokens
+        return self.defaults[0] * (PLANNING.batch_chunk_factor if self.small_batch_host() else 1)
+
+    def small_batch_host(self) -> bool:
+        """A batch host whose model's weights take at most PLANNING.small_model_share of one GPU."""
+        return (self.workload is Workload.BATCH and weights_bytes(self.spec, 1, self.moe_backend, self.vllm)
+                <= PLANNING.small_model_share * self.gpu.cuda_total_bytes)
 
     def config(self, tp: int, util: float, mml: int, mns: int) -> ServeConfig:
         return ServeConfig(tp, util, mml, mns, max(self.batched_tokens(), 1),
@@ -290,6 +305,11 @@ class _Search:
                 f"max_num_seqs {mns}, below vLLM's default {d_mns}: the sampler's warm-up over "
                 f"{d_mns} sequences takes the memory one request of {mml} tokens needs")))
         cfg = self.config(tp, util, mml, mns)
+        if not req.max_num_batched_tokens and cfg.max_num_batched_tokens != d_mnbt:
+            changes.append(Change(Action.BATCH_CHUNKS, (
+                f"max_num_batched_tokens {cfg.max_num_batched_tokens}, above vLLM's default {d_mnbt}: "
+                "a batch host with a model small for its GPU serves more tokens per second with "
+                "bigger prefill chunks (vLLM's tuning guide)")))
         return Choice(cfg, self.estimate(cfg), changes, d_mns)
 
 

@@ -1,6 +1,8 @@
 """Issue 11: on every measured workload the plan serves at least vLLM's defaults, and within 5 %
-of the best measured point (bench/throughput_check.py over bench/h200/run3 and run5: real vLLM
-0.24.0 runs on the lent H200, gpt-oss-20b and 120b, three workloads)."""
+of the best measured point (bench/throughput_check.py over bench/h200/run3, run5 and run6: real
+vLLM 0.24.0 runs on the lent H200, gpt-oss-20b and 120b, three workloads). The verdict that counts
+is the pooled one (each configuration's median over every start-up of run5 and run6): single
+start-ups of one configuration differ by up to 65 % on chats, so run6 alone is printed, not judged."""
 
 import sys
 from pathlib import Path
@@ -12,15 +14,25 @@ from bench import throughput_check  # noqa: E402
 
 
 def test_plan_serves_at_least_the_defaults_and_near_the_best():
-    rows = throughput_check.check(throughput_check.load())
-    want = {(run, m, w) for m in ("openai/gpt-oss-20b", "openai/gpt-oss-120b")
-            for w in throughput_check.WORKLOADS for run in ("run5",)}
-    assert {(r["run"], r["model"], r["workload"]) for r in rows} >= want
-    for r in rows:
-        assert r["plan_tok_s"] is not None, r  # the plan's configuration was measured
-        if r["run"] == "run5":  # the sweep: beside at least two other configurations
-            assert len(r["measured"]) >= 3, r
-        assert r["plan_ge_defaults"] and r["within_5pct_of_best"], r
+    runs = throughput_check.load()
+    want = {(m, w) for m in ("openai/gpt-oss-20b", "openai/gpt-oss-120b")
+            for w in throughput_check.WORKLOADS}
+    for rows in (throughput_check.pooled(runs),
+                 [r for r in throughput_check.check(runs) if r["run"] == "run5"]):
+        assert {(r["model"], r["workload"]) for r in rows} == want
+        for r in rows:
+            assert r["plan_tok_s"] is not None, r  # the plan's configuration was measured
+            assert len(r["measured"]) >= 3, r  # beside at least two other configurations
+            assert r["plan_ge_defaults"] and r["within_5pct_of_best"], r
+
+
+def test_the_pooled_verdict_takes_each_configurations_median():
+    runs = throughput_check.load()
+    row = next(r for r in throughput_check.pooled(runs)
+               if r["model"] == "openai/gpt-oss-20b" and r["workload"] == "chat")
+    defaults = sorted(row["measured"]["20b-vllm-default"])
+    assert len(defaults) >= 5  # run5 once, run6 four times (prefix-cached rounds left out)
+    assert row["defaults_tok_s"] == defaults[len(defaults) // 2]
 
 
 def test_a_plan_below_the_best_is_caught():
@@ -28,7 +40,8 @@ def test_a_plan_below_the_best_is_caught():
     runs = throughput_check.load()
     entry = next(e for e in runs["run5"] if e["id"] == "20b-256-8k")
     faster = {**entry, "workloads": [{**w, "out_tok_s": 99_999.0} for w in entry["workloads"]]}
-    rows = throughput_check.check({"run5": [*runs["run5"], faster]})
-    r20 = [r for r in rows if r["model"] == "openai/gpt-oss-20b"]
-    assert r20 and not any(r["within_5pct_of_best"] for r in r20)
-    assert all(r["best_point"] == "20b-256-8k" for r in r20)
+    for rows in (throughput_check.check({"run5": [*runs["run5"], faster]}),
+                 throughput_check.pooled({**runs, "run5": [*runs["run5"], faster, faster]})):
+        r20 = [r for r in rows if r["model"] == "openai/gpt-oss-20b"]
+        assert r20 and not any(r["within_5pct_of_best"] for r in r20)
+        assert all(r["best_point"] == "20b-256-8k" for r in r20)

@@ -379,3 +379,25 @@ def test_plan_says_what_it_will_serve():
     assert p.config.max_num_seqs == 1024  # vLLM's default: memory does not force fewer
     assert "up to 1024 requests at once" in p.serves() and "131,072 tokens" in p.serves()
     assert p.as_json()["serves"] == p.serves() and p.as_json()["workload"] == "chat"
+
+
+def test_a_batch_host_with_a_small_model_gets_bigger_prefill_chunks():
+    # vLLM's tuning guide: max_num_batched_tokens > 8192 for throughput, "especially for smaller
+    # models on large GPUs"; on the H200 20b batches served more with 16384 (bench/h200/run5, run6)
+    from deploy.plan import make_plan
+
+    h200 = ("NVIDIA H200", "9.0", 143771)
+    batch20 = make_plan("openai/gpt-oss-20b", "0.24.0", *h200, workload="batch")
+    assert batch20.config.max_num_batched_tokens == 16384 and batch20.config.max_num_seqs == 1024
+    assert any("max_num_batched_tokens 16384, above vLLM's default 8192" in r for r in batch20.reasons)
+    assert [c.action.value for c in batch20.changes] == ["batch_chunks"]
+    for model, work in (("openai/gpt-oss-20b", "chat"), ("openai/gpt-oss-20b", "long"),
+                        ("openai/gpt-oss-120b", "batch")):  # 120b takes 46 % of the H200
+        assert make_plan(model, "0.24.0", *h200, workload=work).config.max_num_batched_tokens == 8192
+    # a 24 GB card: 20b is not small there, and the chunk stays what memory allows
+    small = make_plan("openai/gpt-oss-20b", "0.24.0", "NVIDIA GeForce RTX 4090", "8.9", 24564,
+                      workload="batch")
+    assert small.config.max_num_batched_tokens <= 2048
+    given = make_plan("openai/gpt-oss-20b", "0.24.0", *h200, workload="batch",
+                      max_num_batched_tokens=4096)
+    assert given.config.max_num_batched_tokens == 4096
