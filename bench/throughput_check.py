@@ -9,9 +9,9 @@ and prints, per run, model and workload: the plan's tokens/s, the defaults', the
 and the verdict.
 
 Within one run a configuration measured more than once counts with its best figure; every
-repeat is printed. Single start-ups are noisy: run6 started the same 20b configuration (vLLM's
-defaults) five times across run5 and run6 on four fresh machines, and its chat figure ranged from
-5,926 to 9,775 tokens/s, more than any gap between configurations. So the verdict that counts is
+repeat is printed. Single start-ups are noisy: the same 20b configuration (vLLM's defaults),
+started five times in run5 and run6 on four fresh machines, gave 5,926 to 9,775 chat tokens/s,
+more than any gap between configurations. So the verdict that counts is
 the pooled one ("run5+6"): the median over every start-up made with the same method (run5 and
 run6: stats on, vLLM 0.24.0, the H200). run3 (stats off, an earlier session) stays apart.
 Figures served from vLLM's prefix cache (prompts repeated in a later round, `prefix_cached`) are
