@@ -9,11 +9,13 @@ and prints, per run, model and workload: the plan's tokens/s, the defaults', the
 and the verdict.
 
 Within one run a configuration measured more than once counts with its best figure; every
-repeat is printed. Single start-ups are noisy: the same 20b configuration (vLLM's defaults),
-started five times in run5 and run6 on four fresh machines, gave 5,926 to 9,775 chat tokens/s,
-more than any gap between configurations. So the verdict that counts is
-the pooled one ("run5+6"): the median over every start-up made with the same method (run5 and
-run6: stats on, vLLM 0.24.0, the H200). run3 (stats off, an earlier session) stays apart.
+repeat is printed. Single measurements are noisy: the same 20b configuration (vLLM's defaults),
+measured eight times in run5 to run7 on five fresh machines, gave 5,926 to 9,775 chat tokens/s,
+more than any gap between configurations. The slow ones hold 2-4 s in which the GPU sat idle
+(0 % utilization, about 122 W) at its full 1,980 MHz (run7's clocks-*.csv); the fast ones have
+none. So the verdict that counts is the pooled one ("run5-7"): each configuration's median over
+every measurement made with the same method (run5, run6 and run7: stats on, vLLM 0.24.0, the
+H200; each round of each start-up counts once). run3 (stats off, an earlier session) stays apart.
 Figures served from vLLM's prefix cache (prompts repeated in a later round, `prefix_cached`) are
 left out everywhere.
 Usage: python bench/throughput_check.py [--json]
@@ -35,8 +37,10 @@ RUNS = {
     "run3": ROOT / "bench" / "h200" / "run3" / "throughput.json",
     "run5": ROOT / "bench" / "h200" / "run5" / "throughput.json",
     "run6": ROOT / "bench" / "h200" / "run6" / "throughput.json",
+    "run7": ROOT / "bench" / "h200" / "run7" / "throughput.json",
 }
-POOLED = ("run5", "run6")  # the same method: pooled by their medians
+POOLED = ("run5", "run6", "run7")  # the same method: pooled by their medians
+POOLED_NAME = "run5-7"
 H200 = ("NVIDIA H200", "9.0", 143771)
 FREE_MIB = 143156  # nvidia-smi on the idle H200 (bench/h200/run1/smi.txt, run5/smi.txt)
 KEYS = ("gpu_memory_utilization", "max_model_len", "max_num_seqs", "max_num_batched_tokens")
@@ -80,9 +84,9 @@ def _pick(ws: list[dict], pick) -> dict:
 
 
 def pooled(runs: dict[str, list[dict]]) -> list[dict]:
-    """The verdict over every start-up of POOLED, each configuration by its median figure."""
+    """The verdict over every measurement of POOLED, each configuration by its median figure."""
     entries = [e for run in POOLED for e in runs.get(run, [])]
-    return check({"run5+6": entries}, pick="median")
+    return check({POOLED_NAME: entries}, pick="median")
 
 
 def check(runs: dict[str, list[dict]], pick=max) -> list[dict]:

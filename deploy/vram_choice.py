@@ -62,8 +62,9 @@ class Margins:
     # a batch host whose weights take at most this share of one GPU gets prefill chunks this
     # many times vLLM's default: vLLM's tuning guide recommends max_num_batched_tokens > 8192 for
     # throughput "especially for smaller models on large GPUs" (docs/configuration/optimization.md);
-    # on the H200, 20b batches served a median 13,096 tokens/s with 16384 against 12,498 with 8192
-    # (bench/h200/run5 + run6); 120b (46 % of the H200) showed no gain and keeps the default
+    # on the H200, 20b batches served a median 12,936 tokens/s with 16384 against 11,619 with 8192
+    # (bench/h200/run5 to run7); 120b (46 % of the H200) gained 2 %, within the noise, and keeps
+    # the default
     small_model_share: float = 0.25
     batch_chunk_factor: int = 2
 
@@ -76,7 +77,7 @@ PCIE_GB_S = 25.0
 class Workload(StrEnum):
     """What a host is expected to serve (the `workload` host setting). The scheduling flags
     stay vLLM's own defaults, except bigger prefill chunks for a batch host whose model is small
-    for its GPU (Margins.small_model_share; bench/h200/run5 and run6, docs/vram-planner.md). The
+    for its GPU (Margins.small_model_share; bench/h200/run5 to run7, docs/vram-planner.md). The
     workload decides what gives way when memory is short."""
 
     CHAT = "chat"  # the longest context for one request first, then concurrency (the default)

@@ -383,7 +383,7 @@ def test_plan_says_what_it_will_serve():
 
 def test_a_batch_host_with_a_small_model_gets_bigger_prefill_chunks():
     # vLLM's tuning guide: max_num_batched_tokens > 8192 for throughput, "especially for smaller
-    # models on large GPUs"; on the H200 20b batches served more with 16384 (bench/h200/run5, run6)
+    # models on large GPUs"; on the H200 20b batches served more with 16384 (bench/h200/run5 to run7)
     from deploy.plan import make_plan
 
     h200 = ("NVIDIA H200", "9.0", 143771)

@@ -35,7 +35,7 @@ for rep, (name, w) in [(r, i) for r in range(repeat) for i in workloads.items()]
     ttft = sorted(r.metrics.first_token_latency for r in res if getattr(r, "metrics", None)) or [0]
     print("TPUT", json.dumps({"workload": name, "round": rep, **w, "seconds": round(dt, 2), "out_tok_s": round(toks / dt, 1),
           "total_tok_s": round((toks + w["n"] * w["in"]) / dt, 1), "ttft_p50_s": round(ttft[len(ttft) // 2], 3),
-          "ttft_p90_s": round(ttft[int(len(ttft) * 0.9)], 3), "load1": os.getloadavg()[0]}), flush=True)
+          "ttft_p90_s": round(ttft[int(len(ttft) * 0.9)], 3), "load1": os.getloadavg()[0], "at": round(time.time(), 1)}), flush=True)
 '''
 
 
