@@ -9,15 +9,16 @@ and prints, per run, model and workload: the plan's tokens/s, the defaults', the
 and the verdict.
 
 Within one run a configuration measured more than once counts with its best figure; every
-repeat is printed. Single measurements are noisy: the same 20b configuration (vLLM's defaults),
-measured eight times in run5 to run7 on five fresh machines, gave 5,926 to 9,775 chat tokens/s,
-more than any gap between configurations. The slow ones hold 2-4 s in which the GPU sat idle
-(0 % utilization, about 122 W) at its full 1,980 MHz (run7's clocks-*.csv); the fast ones have
-none. So the verdict that counts is the pooled one ("run5-7"): each configuration's median over
-every measurement made with the same method (run5, run6 and run7: stats on, vLLM 0.24.0, the
-H200; each round of each start-up counts once). run3 (stats off, an earlier session) stays apart.
-Figures served from vLLM's prefix cache (prompts repeated in a later round, `prefix_cached`) are
-left out everywhere.
+repeat is printed. Single measurements are noisy: the same 20b configuration (vLLM's defaults)
+gave 5,926 to 9,775 chat tokens/s over eight measurements on five fresh machines, more than any
+gap between configurations. The SM clock stayed at 1,980 MHz (run7's clocks-*.csv); the slow
+measurements hold more nvidia-smi samples in which no kernel ran, and a second round in the same
+process beat the first in 8 of 9 run7 pairs (a first-sight cost: vLLM logs Triton kernels compiled
+during inference). So the verdict that counts is the pooled one ("run5-7"): each configuration's
+median over the first round after each of its start-ups in run5, run6 and run7 (the same method:
+stats on, vLLM 0.24.0, the H200), the one round every start-up measured. Later rounds are printed
+in their run's rows. run3 (stats off, an earlier session) stays apart. Figures served from
+vLLM's prefix cache (prompts repeated in a later round, `prefix_cached`) are left out everywhere.
 Usage: python bench/throughput_check.py [--json]
 """
 
@@ -63,11 +64,14 @@ def plan_key(model: str, workload: str) -> tuple:
             cfg.max_num_batched_tokens)
 
 
-def _points(entries: list[dict], work: str) -> dict[str, list[dict]]:
-    """Each configuration's measurements of one workload: {id: [workload record, ...]}."""
+def _points(entries: list[dict], work: str, first_round: bool) -> dict[str, list[dict]]:
+    """Each configuration's measurements of one workload, {id: [workload record, ...]}; with
+    `first_round`, only the first round after each start-up (runs before run6 have no rounds)."""
     out: dict[str, list[dict]] = {}
     for e in entries:
         for w in e.get("workloads", []):
+            if first_round and w.get("round", 0) != 0:
+                continue
             if w["workload"] == work and not w.get("prefix_cached"):
                 out.setdefault(e["id"], []).append(w)
     return out
@@ -84,12 +88,13 @@ def _pick(ws: list[dict], pick) -> dict:
 
 
 def pooled(runs: dict[str, list[dict]]) -> list[dict]:
-    """The verdict over every measurement of POOLED, each configuration by its median figure."""
+    """The verdict over POOLED, each configuration by its median over the first round after each
+    of its start-ups."""
     entries = [e for run in POOLED for e in runs.get(run, [])]
-    return check({POOLED_NAME: entries}, pick="median")
+    return check({POOLED_NAME: entries}, pick="median", first_round=True)
 
 
-def check(runs: dict[str, list[dict]], pick=max) -> list[dict]:
+def check(runs: dict[str, list[dict]], pick=max, first_round: bool = False) -> list[dict]:
     """One row per run, model and workload; `pick` chooses a configuration's figure from its
     measurements (max within one run, the median when runs are pooled)."""
     rows = []
@@ -99,7 +104,7 @@ def check(runs: dict[str, list[dict]], pick=max) -> list[dict]:
             llm = {e["id"]: _key(e["llm"]) for e in mine}
             default_id = next((i for i in llm if i.endswith("vllm-default")), None)
             for work in WORKLOADS:
-                points = _points(mine, work)
+                points = _points(mine, work, first_round)
                 if not points:
                     continue
                 best = {i: _pick(ws, pick) for i, ws in points.items()}

@@ -62,9 +62,9 @@ class Margins:
     # a batch host whose weights take at most this share of one GPU gets prefill chunks this
     # many times vLLM's default: vLLM's tuning guide recommends max_num_batched_tokens > 8192 for
     # throughput "especially for smaller models on large GPUs" (docs/configuration/optimization.md);
-    # on the H200, 20b batches served a median 12,936 tokens/s with 16384 against 11,619 with 8192
-    # (bench/h200/run5 to run7); 120b (46 % of the H200) gained 2 %, within the noise, and keeps
-    # the default
+    # on the H200, 20b batches served a median 12,936 tokens/s with 16384 against 11,962 with 8192
+    # (bench/h200/run5 to run7); 120b (46 % of the H200) showed no gain (7,246 against 7,253) and
+    # keeps the default
     small_model_share: float = 0.25
     batch_chunk_factor: int = 2
 

@@ -1,9 +1,9 @@
 """Issue 11: on every measured workload the plan serves at least vLLM's defaults, and within 5 %
 of the best measured point (bench/throughput_check.py over bench/h200/run3 and run5 to run7: real
 vLLM 0.24.0 runs on the lent H200, gpt-oss-20b and 120b, three workloads). The verdict that counts
-is the pooled one (each configuration's median over every measurement of run5 to run7): single
-measurements of one configuration differ by up to 65 % on chats, so run6 and run7 alone are
-printed, not judged."""
+is the pooled one (each configuration's median over the first round after each of its start-ups
+in run5 to run7): single measurements of one configuration differ by up to 65 % on chats, so
+run6 and run7 alone are printed, not judged."""
 
 import statistics
 import sys
@@ -28,14 +28,23 @@ def test_plan_serves_at_least_the_defaults_and_near_the_best():
             assert r["plan_ge_defaults"] and r["within_5pct_of_best"], r
 
 
-def test_the_pooled_verdict_takes_each_configurations_median():
+def test_the_pooled_verdict_takes_each_configurations_median_over_first_rounds():
     runs = throughput_check.load()
-    row = next(r for r in throughput_check.pooled(runs)
-               if r["model"] == "openai/gpt-oss-20b" and r["workload"] == "chat")
-    defaults = sorted(row["measured"]["20b-vllm-default"])
-    assert len(defaults) >= 8  # run5 once, run6 four times, run7 three (prefix-cached rounds left out)
-    assert row["defaults_tok_s"] == round(statistics.median(defaults), 1)
-    assert min(defaults) < row["defaults_tok_s"] < max(defaults)
+    rows = throughput_check.pooled(runs)
+    for r in rows:  # every configuration's figure is the median of what it lists
+        for point, values in r["measured"].items():
+            if point == r["plan_point"]:
+                assert r["plan_tok_s"] == round(statistics.median(values), 1), r
+            if point == r["best_point"]:
+                assert r["best_tok_s"] == round(statistics.median(values), 1), r
+    chat = next(r for r in rows
+                if r["model"] == "openai/gpt-oss-20b" and r["workload"] == "chat")
+    defaults = chat["measured"]["20b-vllm-default"]
+    # run5 once, run6 four start-ups, run7 two (bench/h200/run*/throughput.json); left out: run6's
+    # prefix-cached rounds (19,284.2, 18,792.1) and run7's second round (9,637.2)
+    assert len(defaults) == 7
+    assert not {19_284.2, 18_792.1, 9_637.2} & set(defaults)
+    assert chat["defaults_tok_s"] == 7_941.0
 
 
 def test_a_plan_below_the_best_is_caught():
