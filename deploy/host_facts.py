@@ -49,6 +49,31 @@ class Gpu(JsonFact):
 
 
 @dataclass
+class NvmlGpu(JsonFact):
+    """One GPU as NVML reads it (``deploy/nvml_probe.py``): the driver's own free figure and the
+    bytes each compute process holds (None where the driver does not say)."""
+
+    uuid: str
+    free_mib: int
+    total_bytes: int
+    process_bytes: dict[int, int | None] = field(default_factory=dict)
+
+
+def parse_nvml(output: list[str]) -> list[NvmlGpu] | None:
+    """``nvml_probe``'s JSON as one NvmlGpu per GPU; None for no output, an error or no GPUs."""
+    text = "\n".join(output).strip()
+    try:
+        data = json.loads(text) if text else None
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(data, dict) or not data.get("gpus"):
+        return None
+    return [NvmlGpu(uuid=g["uuid"], free_mib=g["free_mib"], total_bytes=g["total_bytes"],
+                    process_bytes={p["pid"]: p["used_bytes"] for p in g["processes"]})
+            for g in data["gpus"]]
+
+
+@dataclass
 class GpuReport(JsonFact):
     """What nvidia-smi says: ``state`` is ``ok``, ``no-driver`` (no nvidia-smi) or ``error``."""
 
@@ -60,7 +85,7 @@ class GpuReport(JsonFact):
     # pids of our own server's unit: its memory is ours to plan with on a re-run
     own_pids: set[int] = field(default_factory=set)
     # NVML's reading (deploy/nvml_probe.py) where the venv's Python could make it, else None
-    nvml: dict | None = None
+    nvml: list[NvmlGpu] | None = None
 
     @property
     def driver_version(self) -> str | None:
@@ -69,10 +94,10 @@ class GpuReport(JsonFact):
     def free_for_plan_mib(self, gpu: Gpu) -> int:
         """Free memory of ``gpu`` plus what our own running server holds there (it is replaced on
         a restart); memory of every other process counts as taken."""
-        by_nvml = next((g for g in (self.nvml or {}).get("gpus", []) if g.get("uuid") == gpu.uuid), None)
+        by_nvml = next((g for g in self.nvml or [] if g.uuid == gpu.uuid), None)
         if by_nvml:  # NVML: the driver's own free figure and per-process bytes
-            own = sum(p["used_bytes"] or 0 for p in by_nvml["processes"] if p["pid"] in self.own_pids) // 2**20
-            return min(gpu.memory_total_mib, by_nvml["free_mib"] + own)
+            own = sum(by_nvml.process_bytes.get(pid) or 0 for pid in self.own_pids) // 2**20
+            return min(gpu.memory_total_mib, by_nvml.free_mib + own)
         own = sum(p["used_mib"] or 0 for p in self.processes
                   if p["pid"] in self.own_pids and p["gpu_uuid"] == gpu.uuid)
         return min(gpu.memory_total_mib, gpu.memory_free_mib + own)
@@ -257,10 +282,5 @@ class NvmlFacts(FactBase):
         source = (Path(__file__).parent / "nvml_probe.py").read_text()
         return f"if [ -x {shlex.quote(python)} ]; then {shlex.quote(python)} -c {shlex.quote(source)}; fi; true"
 
-    def process(self, output):
-        text = "\n".join(output).strip()
-        try:
-            data = json.loads(text) if text else None
-        except json.JSONDecodeError:
-            return None
-        return data if data and "gpus" in data else None
+    def process(self, output) -> list[NvmlGpu] | None:
+        return parse_nvml(list(output))

@@ -83,14 +83,16 @@ def test_nvml_reading_of_the_real_h100_takes_precedence_for_planning():
 
     recorded = (FIX / "nvml.json").read_text()  # deploy/nvml_probe.py on the lent H100, 2026-11-23
     nvml = NvmlFacts().process(recorded.splitlines())
-    assert nvml["gpus"][0]["total_bytes"] == 85520809984 and nvml["gpus"][0]["free_mib"] == 81079
+    assert [(g.uuid, g.total_bytes, g.free_mib, g.process_bytes) for g in nvml] == [
+        ("GPU-52a6cbf7-be65-a7f0-53ab-f746979b5545", 85520809984, 81079, {})]
     assert NvmlFacts().process([]) is None and NvmlFacts().process(["not json"]) is None
+    assert NvmlFacts().process(['{"error": "NVMLError_DriverNotLoaded: Driver Not Loaded"}']) is None
     gpu = parse_gpu_csv(["0, NVIDIA H100 80GB HBM3, GPU-52a6cbf7-be65-a7f0-53ab-f746979b5545, 9.0, 81559, 900, 80179, "
                          "580.159.04, Disabled"])[0]
     report = parse_gpu_report(["STATE: rc0"])
     report.gpus = [gpu]
     held = json.loads(recorded)
     held["gpus"][0]["free_mib"] = 80179
-    held["gpus"][0]["processes"] = [{"pid": 77, "used_bytes": 900 * 2**20}]
-    report.nvml, report.own_pids = held, {77}
+    held["gpus"][0]["processes"] = [{"pid": 77, "used_bytes": 900 * 2**20}, {"pid": 78, "used_bytes": None}]
+    report.nvml, report.own_pids = NvmlFacts().process([json.dumps(held)]), {77, 78}
     assert report.free_for_plan_mib(gpu) == 81079  # our own server's 900 MiB count as free to replan
