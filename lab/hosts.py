@@ -388,14 +388,8 @@ class Lab:
     def _cache_lock(self):
         """The shared cache (key, rootfs, ufw layer) is made by one lab at a time: labs side by side
         (VLLM_LAB_ID) on a fresh machine would otherwise run two debootstraps into one folder (seen:
-        "Couldn't download .../Packages" while another lab's debootstrap emptied it). Re-entrant."""
-        if getattr(self, "_lock_depth", 0):
-            self._lock_depth += 1
-            try:
-                yield
-            finally:
-                self._lock_depth -= 1
-            return
+        "Couldn't download .../Packages" while another lab's debootstrap emptied it). Not
+        re-entrant: under it, call the unlocked ``_ensure_*``."""
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         with open(self.cache_dir / ".lock", "w") as f:
             try:
@@ -403,11 +397,9 @@ class Lab:
             except BlockingIOError:
                 log(f"waiting for another lab to finish preparing {self.cache_dir}")
                 fcntl.flock(f, fcntl.LOCK_EX)
-            self._lock_depth = 1
             try:
                 yield
             finally:
-                self._lock_depth = 0
                 fcntl.flock(f, fcntl.LOCK_UN)
 
     def ensure_key(self) -> Path:
@@ -426,17 +418,20 @@ class Lab:
     def ensure_rootfs(self) -> Path:
         """Build the bookworm rootfs once (into a temp dir, renamed when complete)."""
         with self._cache_lock():
-            self.ensure_key()
-            if _read(self.rootfs / MARKER).split("\n")[0] != ROOTFS_VERSION:
-                self._refuse_if_in_use(self.rootfs)
-                self._build_rootfs()
-            self._authorize_key(self.rootfs)
-            return self.rootfs
+            return self._ensure_rootfs()
+
+    def _ensure_rootfs(self) -> Path:
+        self._ensure_key()
+        if _read(self.rootfs / MARKER).split("\n")[0] != ROOTFS_VERSION:
+            self._refuse_if_in_use(self.rootfs)
+            self._build_rootfs()
+        self._authorize_key(self.rootfs)
+        return self.rootfs
 
     def ensure_ufw_layer(self) -> Path:
         """Build once an overlay layer on top of the rootfs with ufw installed."""
         with self._cache_lock():
-            self.ensure_rootfs()
+            self._ensure_rootfs()
             # the layer's marker holds the base's marker: a rebuilt base means a rebuilt layer
             if _read(self.ufw_layer / MARKER) != "ufw on " + _read(self.rootfs / MARKER):
                 self._refuse_if_in_use(self.ufw_layer)
