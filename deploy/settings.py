@@ -994,15 +994,24 @@ def with_groups(data: dict[str, Any], groups) -> dict[str, Any]:
 
 def _fleet_problems(good: dict[str, Settings]) -> list[str]:
     """What only the whole inventory shows: a gateway's backend (every other host with a front
-    door) must be reachable from the gateway, so not bound to loopback."""
+    door) must be reachable from the gateway, so not bound to loopback, and must carry a
+    certificate of the tool's CA: the gateway checks every backend against that CA under one
+    name (``deploy/tls.py``'s FLEET_NAME), which an operator's certificate does not have."""
     gateways = [s.host for s in good.values() if s.gateway]
     if not gateways:
         return []
+    backends = [s for s in good.values() if s.front_door and not s.gateway]
+    named = ", ".join(gateways)
     return [_problem(s.host, "bind_address", s.bind_address,
-                     f"an address the gateway ({', '.join(gateways)}) can reach: with front_door this host is "
+                     f"an address the gateway ({named}) can reach: with front_door this host is "
                      "one of its backends; bind an address of the host (or 0.0.0.0 with allowed_sources), "
                      "or set front_door: false to keep it out of the gateway")
-            for s in good.values() if s.front_door and not s.gateway and _loopback_host(s.bind_address)]
+            for s in backends if _loopback_host(s.bind_address)] + [
+        _problem(s.host, "tls_cert_file", s.tls_cert_file,
+                 f"unset on a backend of the gateway ({named}): the gateway checks its backends against the "
+                 "tool's CA, so they take its certificates; put your certificate on the gateway, the address "
+                 "clients use, or set front_door: false to keep this host out of the gateway")
+        for s in backends if s.tls_cert_file]
 
 
 def validate_inventory(hosts: list[tuple[str, dict[str, Any]]],

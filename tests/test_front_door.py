@@ -208,6 +208,37 @@ def test_every_exposed_host_is_a_gateway_backend_by_default_and_a_loopback_one_i
                               environ=KEY)["lo"].front_door is True
 
 
+def test_an_operators_certificate_goes_on_the_gateway_and_is_refused_on_its_backends(tmp_path):
+    # the operator's own certificate, from a CA of theirs (made here with the tool's code, as a stand-in)
+    own = issue_host_cert(tmp_path / "operator-ca", "llm", ["llm.example.com"])
+    cert, key = tmp_path / "llm.crt", tmp_path / "llm.key"
+    cert.write_text(own.cert_pem)
+    key.write_text(own.key_pem)
+    common = {"tls_ca_dir": str(tmp_path / "ca"), "bind_address": "0.0.0.0", "allowed_sources": ["10.0.0.0/24"]}
+    mine = {"tls_cert_file": str(cert), "tls_key_file": str(key)}
+    gateway = ("gw", with_groups({**common, **mine, "ssh_hostname": "10.0.0.20"}, ["gateway"]))
+    good = validate_inventory([("lab1", {**common, "ssh_hostname": "10.0.0.11"}), gateway], environ=KEY)
+    assert good["gw"].tls_cert_file == str(cert) and good["gw"].ca_file is None  # clients use the operator's CA
+    with pytest.raises(SettingsError) as err:  # before any host is touched, naming host, field and fix
+        validate_inventory([("lab1", {**common, **mine, "ssh_hostname": "10.0.0.11"}), gateway], environ=KEY)
+    assert (f"host lab1: setting tls_cert_file='{cert}' is not accepted: unset on a backend of the gateway (gw)"
+            in str(err.value)) and "put your certificate on the gateway" in str(err.value)
+
+
+@pytest.mark.skipif(not shutil.which("openssl"), reason="needs the openssl command")
+def test_the_gateway_check_passes_the_tools_certificate_and_fails_an_operators(tmp_path):
+    """Why the refusal above: the gateway's nginx checks each backend against the tool's CA under
+    FLEET_NAME (proxy_ssl_verify, proxy_ssl_name); OpenSSL's own check, as nginx makes it."""
+    cert = tmp_path / "llm.crt"
+    cert.write_text(issue_host_cert(tmp_path / "operator-ca", "llm", ["llm.example.com"]).cert_pem)
+    tool = issue_host_cert(tmp_path / "ca", "lab1", host_names("lab1", "10.0.0.11", []))
+    (tmp_path / "tool.crt").write_text(tool.cert_pem)
+    for pem, ok in ((tmp_path / "tool.crt", True), (cert, False)):
+        run = subprocess.run(["openssl", "verify", "-CAfile", str(tmp_path / "ca" / "ca.crt"), "-verify_hostname",
+                              FLEET_NAME, str(pem)], capture_output=True, text=True)
+        assert (run.returncode == 0) is ok, run.stdout + run.stderr
+
+
 def test_a_monitor_host_gets_no_front_door_and_refuses_one(tmp_path):
     exposed = {"tls_ca_dir": str(tmp_path / "ca"), "bind_address": "0.0.0.0", "allowed_sources": ["10.0.0.0/24"]}
     assert with_groups(exposed, ["monitor"])["monitor"] is True
