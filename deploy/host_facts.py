@@ -51,12 +51,12 @@ class Gpu(JsonFact):
 @dataclass
 class NvmlGpu(JsonFact):
     """One GPU as NVML reads it (``deploy/nvml_probe.py``): the driver's own free figure and the
-    bytes each compute process holds (None where the driver does not say)."""
+    bytes each compute process holds (0 where the driver does not say)."""
 
     uuid: str
     free_mib: int
     total_bytes: int
-    process_bytes: dict[int, int | None] = field(default_factory=dict)
+    process_bytes: dict[int, int] = field(default_factory=dict)
 
 
 def parse_nvml(output: list[str]) -> list[NvmlGpu] | None:
@@ -68,9 +68,14 @@ def parse_nvml(output: list[str]) -> list[NvmlGpu] | None:
         return None
     if not isinstance(data, dict) or not data.get("gpus"):
         return None
-    return [NvmlGpu(uuid=g["uuid"], free_mib=g["free_mib"], total_bytes=g["total_bytes"],
-                    process_bytes={p["pid"]: p["used_bytes"] for p in g["processes"]})
-            for g in data["gpus"]]
+    gpus = []
+    for g in data["gpus"]:
+        held: dict[int, int] = {}
+        for p in g["processes"]:  # one pid can be listed more than once (MIG): add them up
+            held[p["pid"]] = held.get(p["pid"], 0) + (p["used_bytes"] or 0)
+        gpus.append(NvmlGpu(uuid=g["uuid"], free_mib=g["free_mib"], total_bytes=g["total_bytes"],
+                            process_bytes=held))
+    return gpus
 
 
 @dataclass
@@ -96,7 +101,7 @@ class GpuReport(JsonFact):
         a restart); memory of every other process counts as taken."""
         by_nvml = next((g for g in self.nvml or [] if g.uuid == gpu.uuid), None)
         if by_nvml:  # NVML: the driver's own free figure and per-process bytes
-            own = sum(by_nvml.process_bytes.get(pid) or 0 for pid in self.own_pids) // 2**20
+            own = sum(by_nvml.process_bytes.get(pid, 0) for pid in self.own_pids) // 2**20
             return min(gpu.memory_total_mib, by_nvml.free_mib + own)
         own = sum(p["used_mib"] or 0 for p in self.processes
                   if p["pid"] in self.own_pids and p["gpu_uuid"] == gpu.uuid)

@@ -1008,9 +1008,9 @@ def _fleet_problems(good: dict[str, Settings]) -> list[str]:
                      "or set front_door: false to keep it out of the gateway")
             for s in backends if _loopback_host(s.bind_address)] + [
         _problem(s.host, "tls_cert_file", s.tls_cert_file,
-                 f"unset on a backend of the gateway ({named}): the gateway checks its backends against the "
-                 "tool's CA, so they take its certificates; put your certificate on the gateway, the address "
-                 "clients use, or set front_door: false to keep this host out of the gateway")
+                 f"unset, with tls_key_file, on a backend of the gateway ({named}): the gateway checks its "
+                 "backends against the tool's CA, so they take its certificates; put your certificate on the "
+                 "gateway, the address clients use, or set front_door: false to keep this host out of the gateway")
         for s in backends if s.tls_cert_file]
 
 

@@ -221,8 +221,12 @@ def test_an_operators_certificate_goes_on_the_gateway_and_is_refused_on_its_back
     assert good["gw"].tls_cert_file == str(cert) and good["gw"].ca_file is None  # clients use the operator's CA
     with pytest.raises(SettingsError) as err:  # before any host is touched, naming host, field and fix
         validate_inventory([("lab1", {**common, **mine, "ssh_hostname": "10.0.0.11"}), gateway], environ=KEY)
-    assert (f"host lab1: setting tls_cert_file='{cert}' is not accepted: unset on a backend of the gateway (gw)"
-            in str(err.value)) and "put your certificate on the gateway" in str(err.value)
+    assert (f"host lab1: setting tls_cert_file='{cert}' is not accepted: unset, with tls_key_file, on a backend "
+            "of the gateway (gw)" in str(err.value)) and "put your certificate on the gateway" in str(err.value)
+    # accepted: a host kept out of the gateway, and the same host in an inventory without one
+    out = ("lab1", {**common, **mine, "ssh_hostname": "10.0.0.11", "front_door": False})
+    assert validate_inventory([out, ("lab2", {**common, "ssh_hostname": "10.0.0.12"}), gateway], environ=KEY)
+    assert validate_inventory([("lab1", {**common, **mine, "ssh_hostname": "10.0.0.11"})], environ=KEY)
 
 
 @pytest.mark.skipif(not shutil.which("openssl"), reason="needs the openssl command")
@@ -233,7 +237,9 @@ def test_the_gateway_check_passes_the_tools_certificate_and_fails_an_operators(t
     cert.write_text(issue_host_cert(tmp_path / "operator-ca", "llm", ["llm.example.com"]).cert_pem)
     tool = issue_host_cert(tmp_path / "ca", "lab1", host_names("lab1", "10.0.0.11", []))
     (tmp_path / "tool.crt").write_text(tool.cert_pem)
-    for pem, ok in ((tmp_path / "tool.crt", True), (cert, False)):
+    # the name alone fails it too: the tool's CA, without the fleet name
+    (tmp_path / "unnamed.crt").write_text(issue_host_cert(tmp_path / "ca", "lab9", ["lab9.example"]).cert_pem)
+    for pem, ok in ((tmp_path / "tool.crt", True), (cert, False), (tmp_path / "unnamed.crt", False)):
         run = subprocess.run(["openssl", "verify", "-CAfile", str(tmp_path / "ca" / "ca.crt"), "-verify_hostname",
                               FLEET_NAME, str(pem)], capture_output=True, text=True)
         assert (run.returncode == 0) is ok, run.stdout + run.stderr

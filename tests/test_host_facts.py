@@ -93,6 +93,7 @@ def test_nvml_reading_of_the_real_h100_takes_precedence_for_planning():
     report.gpus = [gpu]
     held = json.loads(recorded)
     held["gpus"][0]["free_mib"] = 80179
-    held["gpus"][0]["processes"] = [{"pid": 77, "used_bytes": 900 * 2**20}, {"pid": 78, "used_bytes": None}]
+    held["gpus"][0]["processes"] = [{"pid": 77, "used_bytes": 600 * 2**20}, {"pid": 78, "used_bytes": None},
+                                    {"pid": 77, "used_bytes": 300 * 2**20}]  # one pid twice, as under MIG
     report.nvml, report.own_pids = NvmlFacts().process([json.dumps(held)]), {77, 78}
     assert report.free_for_plan_mib(gpu) == 81079  # our own server's 900 MiB count as free to replan
