@@ -77,12 +77,12 @@ def _points(entries: list[dict], work: str, first_round: bool) -> dict[str, list
     return out
 
 
-def _pick(ws: list[dict], pick) -> dict:
-    """The record whose tokens/s `pick` chooses; for "median", the middle record carrying the
-    median tokens/s (of an even count: the mean of the middle two)."""
+def _figure(ws: list[dict], median: bool) -> dict:
+    """The record with the most tokens/s; with `median`, the middle record carrying the median
+    tokens/s (of an even count: the mean of the middle two)."""
     ordered = sorted(ws, key=lambda w: w["out_tok_s"])
-    if pick != "median":
-        return pick(ordered, key=lambda w: w["out_tok_s"])
+    if not median:
+        return ordered[-1]
     return {**ordered[(len(ordered) - 1) // 2],
             "out_tok_s": round(statistics.median(w["out_tok_s"] for w in ordered), 1)}
 
@@ -91,12 +91,12 @@ def pooled(runs: dict[str, list[dict]]) -> list[dict]:
     """The verdict over POOLED, each configuration by its median over the first round after each
     of its start-ups."""
     entries = [e for run in POOLED for e in runs.get(run, [])]
-    return check({POOLED_NAME: entries}, pick="median", first_round=True)
+    return check({POOLED_NAME: entries}, pool=True)
 
 
-def check(runs: dict[str, list[dict]], pick=max, first_round: bool = False) -> list[dict]:
-    """One row per run, model and workload; `pick` chooses a configuration's figure from its
-    measurements (max within one run, the median when runs are pooled)."""
+def check(runs: dict[str, list[dict]], pool: bool = False) -> list[dict]:
+    """One row per run, model and workload: a configuration counts with its best measurement
+    within one run; with `pool`, its median over the first round after each start-up."""
     rows = []
     for run, entries in runs.items():
         for model in sorted({e["model"] for e in entries}):
@@ -104,10 +104,10 @@ def check(runs: dict[str, list[dict]], pick=max, first_round: bool = False) -> l
             llm = {e["id"]: _key(e["llm"]) for e in mine}
             default_id = next((i for i in llm if i.endswith("vllm-default")), None)
             for work in WORKLOADS:
-                points = _points(mine, work, first_round)
+                points = _points(mine, work, first_round=pool)
                 if not points:
                     continue
-                best = {i: _pick(ws, pick) for i, ws in points.items()}
+                best = {i: _figure(ws, median=pool) for i, ws in points.items()}
                 best_of = {i: w["out_tok_s"] for i, w in best.items()}
                 want = plan_key(model, work)
                 match = next((i for i in points if llm[i] == want), None)
